@@ -1,0 +1,447 @@
+"""GenServer: OTP's generic server as a base class.
+
+Subclass :class:`GenServer`, override the callbacks, and start it::
+
+    class Counter(GenServer):
+        def init(self, start):
+            return ("ok", start)
+
+        def handle_call(self, request, from_, count):
+            if request == "get":
+                return ("reply", count, count)
+
+        def handle_cast(self, request, count):
+            return ("noreply", count + request)
+
+    pid = Counter.start_link(0, name="counter")
+    cast("counter", 5)
+    assert call("counter", "get") == 5
+
+Callback results are OTP's tuples. ``timeout`` elements are milliseconds, as in OTP;
+``call``'s own ``timeout`` is seconds, as everywhere in Python.
+
+Every GenServer also answers the system requests of OTP's ``sys`` module (``get_state``,
+``replace_state``, ``get_status``, ``terminate``) through its mailbox, so tools can look
+inside a live server without private access.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from . import _runtime as rt
+from ._errors import BadReturnError, CallExit, Exit, StartError
+from ._runtime import TIMEOUT, Pid, Ref, _current, _deliver, receive
+
+log = logging.getLogger("actors.gen_server")
+
+# Message tags. Compared by identity on the hot path: only this module builds them.
+_CALL = "$gen_call"
+_CAST = "$gen_cast"
+_SYSTEM = "$system"
+_ACK = "$ack"
+
+_INIT_RESULTS = "('ok', state) | ('ok', state, timeout) | 'ignore' | ('stop', reason) | ('error', reason)"
+_CALL_RESULTS = (
+    "('reply', reply, state[, timeout]) | ('noreply', state[, timeout]) | "
+    "('stop', reason, reply, state) | ('stop', reason, state)"
+)
+_NOREPLY_RESULTS = "('noreply', state[, timeout]) | ('stop', reason, state)"
+
+From = tuple  # (caller pid, call ref)
+
+
+class GenServer:
+    """Base class of a generic server process. Override the callbacks you need."""
+
+    def init(self, init_arg: Any) -> Any:
+        """Return ``('ok', state)`` (optionally with a timeout), ``'ignore'`` or ``('stop', reason)``."""
+        return ("ok", init_arg)
+
+    def handle_call(self, request: Any, from_: From, state: Any) -> Any:
+        """Answer a ``call``; the default crashes, as Elixir's does."""
+        raise RuntimeError(f"{type(self).__qualname__} received call {request!r} but defines no handle_call")
+
+    def handle_cast(self, request: Any, state: Any) -> Any:
+        """Handle a ``cast``; the default crashes, as Elixir's does."""
+        raise RuntimeError(f"{type(self).__qualname__} received cast {request!r} but defines no handle_cast")
+
+    def handle_info(self, msg: Any, state: Any) -> Any:
+        """Handle any other message; the default logs it and carries on."""
+        log.warning("%s %s received unexpected message in handle_info: %r", type(self).__qualname__, rt.self(), msg)
+        return ("noreply", state)
+
+    def handle_continue(self, arg: Any, state: Any) -> Any:
+        """Continue work after a callback returned ``('continue', arg)`` as its timeout element."""
+        raise RuntimeError(f"{type(self).__qualname__} returned a continue but defines no handle_continue")
+
+    def terminate(self, reason: Any, state: Any) -> None:
+        """Clean up before exiting. Called on a stop, a crash, and a parent's shutdown when trapping exits."""
+
+    @classmethod
+    def start_link(cls, init_arg: Any = None, *, name: str | None = None, timeout: float | None = 5.0) -> Pid | None:
+        """Start an instance linked to the caller; see :func:`start_link`."""
+        return start_link(cls, init_arg, name=name, timeout=timeout)
+
+    @classmethod
+    def start(cls, init_arg: Any = None, *, name: str | None = None, timeout: float | None = 5.0) -> Pid | None:
+        """Start an unlinked instance; see :func:`start`."""
+        return start(cls, init_arg, name=name, timeout=timeout)
+
+
+# --------------------------------------------------------------------------------------
+# Client API
+# --------------------------------------------------------------------------------------
+
+
+def start(server: Any, init_arg: Any = None, *, name: str | None = None, timeout: float | None = 5.0) -> Pid | None:
+    """Start a GenServer and wait for its ``init``: the pid, None for ``'ignore'``.
+
+    Raises :class:`StartError` when ``init`` stops, returns an error, crashes, does not
+    answer within ``timeout`` seconds, or ``name`` is taken (reason
+    ``('already_started', pid)``). A failed start returns only once the process is dead.
+    """
+    return _start(server, init_arg, name, timeout, link=False)
+
+
+def start_link(server: Any, init_arg: Any = None, *, name: str | None = None, timeout: float | None = 5.0) -> Pid | None:
+    """As :func:`start`, linked to the caller.
+
+    As in OTP, if ``init`` fails with an abnormal reason, the link delivers that exit to a
+    caller that does not trap exits; a trapping caller gets :class:`StartError` and no
+    ``EXIT`` message is left behind.
+    """
+    return _start(server, init_arg, name, timeout, link=True)
+
+
+def _start(server: Any, init_arg: Any, name: str | None, timeout: float | None, link: bool) -> Pid | None:
+    instance = server() if isinstance(server, type) else server
+    if not isinstance(instance, GenServer):
+        raise TypeError(f"start: server must be a GenServer subclass or instance, got {server!r}")
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"start: name must be a str, got {type(name).__name__}")
+    me = _current()
+    tag = Ref()
+    pid, mref = rt._spawn(
+        _server_main,
+        (instance, init_arg, me.pid, tag, name),
+        {},
+        link=link,
+        monitor=True,
+        initial_call=f"{type(instance).__module__}.{type(instance).__qualname__}.init",
+    )
+
+    def is_answer(m: Any) -> bool:
+        return m.__class__ is tuple and len(m) >= 2 and (m[1] is tag or m[1] is mref)
+
+    msg = receive(is_answer, timeout, default=TIMEOUT)
+    if msg is TIMEOUT:
+        rt.exit(pid, "kill")
+        reason: Any = "timeout"
+    elif msg[0] is _ACK and msg[2] == "ok":
+        rt.demonitor(mref, flush=True)
+        return pid
+    elif msg[0] is _ACK:
+        reason = msg[3]
+    else:  # DOWN before the ack: killed during init
+        reason = msg[4]
+    if msg is TIMEOUT or msg[0] is _ACK:
+        receive(lambda m: m.__class__ is tuple and len(m) == 5 and m[1] is mref and m[0] == "DOWN")
+    if link and me.trap_exit:
+        rt._remove_first(me.mailbox, lambda m: m.__class__ is tuple and len(m) == 3 and m[0] == "EXIT" and m[1] == pid)
+    if msg is not TIMEOUT and msg[0] is _ACK and msg[2] == "ignore":
+        return None
+    raise StartError(reason)
+
+
+def call(dest: "Pid | str", request: Any, timeout: float | None = 5.0) -> Any:
+    """Send ``request`` to a GenServer and wait up to ``timeout`` seconds for its reply.
+
+    Raises :class:`CallExit` with ``why`` ``'noproc'`` (no such process), ``'timeout'``,
+    or the server's exit reason if it dies before replying. Uncaught, that ends the caller
+    as it would in Erlang.
+    """
+    return _call(dest, _CALL, request, timeout)
+
+
+def _call(dest: Any, tag: str, request: Any, timeout: float | None) -> Any:
+    if timeout is not None and not isinstance(timeout, (int, float)):
+        raise TypeError(f"call: timeout must be a number of seconds or None, got {type(timeout).__name__}")
+    me = _current()
+    if dest.__class__ is Pid:
+        target = dest._proc
+    elif isinstance(dest, str):
+        target = rt._names.get(dest)
+    else:
+        raise TypeError(f"call: dest must be a Pid or a registered name, got {type(dest).__name__}")
+    if target is None:
+        raise CallExit("noproc", dest, request)
+    if target is me:
+        raise CallExit("calling_self", dest, request)
+    ref = Ref()
+    rt._add_monitor(me, target, ref)
+    if rt._tracing:
+        rt.send(target.pid, (tag, (me.pid, ref), request))
+    else:
+        _deliver(target, (tag, (me.pid, ref), request))
+
+    def is_answer(m: Any) -> bool:
+        return m.__class__ is tuple and len(m) >= 2 and (m[0] is ref or (m[1] is ref and m[0] == "DOWN"))
+
+    msg = receive(is_answer, timeout, default=TIMEOUT)
+    if msg is TIMEOUT:
+        rt.demonitor(ref, flush=True)
+        raise CallExit("timeout", dest, request)
+    if msg[0] is ref:
+        rt.demonitor(ref, flush=True)
+        return msg[1]
+    raise CallExit(msg[4], dest, request)
+
+
+def cast(dest: "Pid | str", request: Any) -> None:
+    """Send ``request`` to a GenServer without waiting. Never fails, as OTP's cast."""
+    if dest.__class__ is Pid:
+        rt.send(dest, (_CAST, request))
+    elif isinstance(dest, str):
+        proc = rt._names.get(dest)
+        if proc is not None:
+            rt.send(proc.pid, (_CAST, request))
+    else:
+        raise TypeError(f"cast: dest must be a Pid or a registered name, got {type(dest).__name__}")
+
+
+def reply(from_: From, value: Any) -> None:
+    """Answer a call whose handle_call returned ``noreply``; ``from_`` is its second argument."""
+    if from_.__class__ is not tuple or len(from_) != 2 or from_[0].__class__ is not Pid:
+        raise TypeError(f"reply: from_ must be the (pid, ref) given to handle_call, got {from_!r}")
+    rt.send(from_[0], (from_[1], value))
+
+
+def stop(dest: "Pid | str", reason: Any = "normal", timeout: float | None = None) -> None:
+    """Stop a GenServer with ``reason`` (its ``terminate`` runs) and wait until it is dead.
+
+    Raises :class:`CallExit` with ``'noproc'`` if it is not alive, ``'timeout'`` if it is
+    not dead in time, or its actual exit reason if that differs from ``reason``.
+    """
+    me = _current()
+    if dest.__class__ is Pid:
+        target = dest._proc
+    elif isinstance(dest, str):
+        target = rt._names.get(dest)
+    else:
+        raise TypeError(f"stop: dest must be a Pid or a registered name, got {type(dest).__name__}")
+    if target is None:
+        raise CallExit("noproc", dest, ("stop", reason))
+    ref = Ref()
+    rt._add_monitor(me, target, ref)
+    _deliver(target, (_SYSTEM, (me.pid, ref), ("terminate", reason)))
+    msg = receive(
+        lambda m: m.__class__ is tuple and len(m) == 5 and m[1] is ref and m[0] == "DOWN",
+        timeout,
+        default=TIMEOUT,
+    )
+    if msg is TIMEOUT:
+        rt.demonitor(ref, flush=True)
+        raise CallExit("timeout", dest, ("stop", reason))
+    actual = msg[4]
+    if not (actual is reason or actual == reason):
+        raise CallExit(actual, dest, ("stop", reason))
+
+
+# System requests (OTP's sys module), answered by every GenServer-based process.
+
+
+def get_state(dest: "Pid | str", timeout: float | None = 5.0) -> Any:
+    """The state of a GenServer-based process, as ``sys:get_state``."""
+    return _call(dest, _SYSTEM, "get_state", timeout)
+
+
+def replace_state(dest: "Pid | str", fn: Callable[[Any], Any], timeout: float | None = 5.0) -> Any:
+    """Replace a GenServer's state with ``fn(state)`` inside the server; returns the new state."""
+    if not callable(fn):
+        raise TypeError("replace_state: fn must be callable")
+    return _call(dest, _SYSTEM, ("replace_state", fn), timeout)
+
+
+def get_status(dest: "Pid | str", timeout: float | None = 5.0) -> dict[str, Any]:
+    """Status of a GenServer-based process: module, state, parent, name, queue length."""
+    return _call(dest, _SYSTEM, "get_status", timeout)  # type: ignore[no-any-return]
+
+
+# --------------------------------------------------------------------------------------
+# Server loop
+# --------------------------------------------------------------------------------------
+
+
+class _Stop(Exception):
+    """Internal: a callback asked to stop; carries the reason and the final state."""
+
+    def __init__(self, reason: Any, state: Any) -> None:
+        self.reason = reason
+        self.state = state
+
+
+def _server_main(server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: str | None) -> None:
+    me = _current()
+    me.system = server
+    if name is not None:
+        holder = rt._names.get(name)
+        if holder is not None:
+            rt.send(parent, (_ACK, tag, "error", ("already_started", holder.pid)))
+            return
+        rt.register(name)
+    try:
+        result = server.init(init_arg)
+    except Exit as e:
+        if me.alive:
+            rt.send(parent, (_ACK, tag, "error", e.reason))
+        raise
+    except Exception as e:  # noqa: BLE001 - init crashed: report once, then exit with it
+        _log_crash(server, me.pid, e, "init", None)
+        rt.send(parent, (_ACK, tag, "error", e))
+        raise Exit(e) from None
+    if result.__class__ is tuple and len(result) in (2, 3) and result[0] == "ok":
+        rt.send(parent, (_ACK, tag, "ok", None))
+        _loop(server, me, result[1], result[2] if len(result) == 3 else None, parent)
+    elif result == "ignore":
+        rt.send(parent, (_ACK, tag, "ignore", None))
+    elif result.__class__ is tuple and len(result) == 2 and result[0] == "stop":
+        rt.send(parent, (_ACK, tag, "error", result[1]))
+        raise Exit(result[1])
+    elif result.__class__ is tuple and len(result) == 2 and result[0] == "error":
+        rt.send(parent, (_ACK, tag, "error", result[1]))
+    else:
+        error = BadReturnError(f"{type(server).__qualname__}.init", result, _INIT_RESULTS)
+        _log_crash(server, me.pid, error, "init", None)
+        rt.send(parent, (_ACK, tag, "error", ("bad_return_value", result)))
+        raise Exit(("bad_return_value", result))
+
+
+def _loop(server: GenServer, me: Any, state: Any, timeout: Any, parent: Pid) -> None:
+    msg: Any = None
+    try:
+        while True:
+            if timeout is None or timeout == "hibernate" or timeout == "infinity":
+                msg = receive()
+            elif timeout.__class__ is tuple and timeout[0] == "continue":
+                msg = None
+                state, timeout = _noreply_result(server, "handle_continue", server.handle_continue(timeout[1], state))
+                continue
+            else:
+                msg = receive(timeout=timeout / 1000.0, default=TIMEOUT)
+                if msg is TIMEOUT:
+                    msg = "timeout"
+            if msg.__class__ is tuple and msg:
+                kind = msg[0]
+                if kind is _CALL:
+                    from_ = msg[1]
+                    result = server.handle_call(msg[2], from_, state)
+                    state, timeout = _call_result(server, from_, result)
+                    continue
+                if kind is _CAST:
+                    state, timeout = _noreply_result(server, "handle_cast", server.handle_cast(msg[1], state))
+                    continue
+                if kind is _SYSTEM:
+                    state = _system(server, me, msg[1], msg[2], state, parent)
+                    continue
+                if kind == "EXIT" and len(msg) == 3 and msg[1] == parent and me.trap_exit:
+                    raise _Stop(msg[2], state)
+            state, timeout = _noreply_result(server, "handle_info", server.handle_info(msg, state))
+    except _Stop as stop:
+        _terminate(server, me, stop.reason, stop.state, msg, None)
+    except Exit as e:
+        if not me.alive:
+            raise  # killed from outside: an untrapped exit runs no terminate, as in Erlang
+        _terminate(server, me, e.reason, state, msg, None)
+    except Exception as e:  # noqa: BLE001 - a callback crashed
+        _terminate(server, me, e, state, msg, e)
+
+
+def _call_result(server: GenServer, from_: From, result: Any) -> tuple[Any, Any]:
+    if result.__class__ is tuple:
+        n = len(result)
+        kind = result[0] if n else None
+        if kind == "reply" and n in (3, 4):
+            reply(from_, result[1])
+            return result[2], (result[3] if n == 4 else None)
+        if kind == "noreply" and n in (2, 3):
+            return result[1], (result[2] if n == 3 else None)
+        if kind == "stop" and n == 4:
+            reply(from_, result[2])
+            raise _Stop(result[1], result[3])
+        if kind == "stop" and n == 3:
+            raise _Stop(result[1], result[2])
+    raise BadReturnError(f"{type(server).__qualname__}.handle_call", result, _CALL_RESULTS)
+
+
+def _noreply_result(server: GenServer, callback: str, result: Any) -> tuple[Any, Any]:
+    if result.__class__ is tuple:
+        n = len(result)
+        kind = result[0] if n else None
+        if kind == "noreply" and n in (2, 3):
+            return result[1], (result[2] if n == 3 else None)
+        if kind == "stop" and n == 3:
+            raise _Stop(result[1], result[2])
+    raise BadReturnError(f"{type(server).__qualname__}.{callback}", result, _NOREPLY_RESULTS)
+
+
+def _system(server: GenServer, me: Any, from_: From, request: Any, state: Any, parent: Pid) -> Any:
+    if request == "get_state":
+        reply(from_, state)
+    elif request == "get_status":
+        reply(
+            from_,
+            {
+                "pid": me.pid,
+                "module": f"{type(server).__module__}.{type(server).__qualname__}",
+                "status": "running",
+                "parent": parent,
+                "name": me.name,
+                "message_queue_len": len(me.mailbox),
+                "state": state,
+            },
+        )
+    elif request.__class__ is tuple and len(request) == 2 and request[0] == "replace_state":
+        state = request[1](state)
+        reply(from_, state)
+    elif request.__class__ is tuple and len(request) == 2 and request[0] == "terminate":
+        raise _Stop(request[1], state)
+    else:
+        reply(from_, ("error", ("unknown_system_msg", request)))
+    return state
+
+
+def _is_quiet(reason: Any) -> bool:
+    """normal, shutdown and ('shutdown', term) are ordinary ends, not errors."""
+    if reason.__class__ is str:
+        return reason in ("normal", "shutdown")
+    return reason.__class__ is tuple and len(reason) == 2 and reason[0] == "shutdown"
+
+
+def _terminate(server: GenServer, me: Any, reason: Any, state: Any, last_msg: Any, error: BaseException | None) -> None:
+    try:
+        server.terminate(reason, state)
+    except Exit as e:
+        if not me.alive:
+            raise
+        reason, error = e.reason, None
+    except Exception as e:  # noqa: BLE001 - terminate itself crashed: that is the reason now
+        reason, error = e, e
+    if not _is_quiet(reason):
+        _log_crash(server, me.pid, error if error is not None else reason, "terminate", last_msg, state)
+    raise Exit(reason)
+
+
+def _log_crash(server: GenServer, pid: Pid, reason: Any, where: str, last_msg: Any, state: Any = None) -> None:
+    exc_info = reason if isinstance(reason, BaseException) else None
+    log.error(
+        "GenServer %s (%s) terminating: %r; last message: %r; state: %r",
+        pid,
+        type(server).__qualname__,
+        reason,
+        last_msg,
+        state,
+        exc_info=exc_info,
+        extra={"pid": str(pid), "reason": reason, "where": where},
+    )

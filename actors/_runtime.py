@@ -1,0 +1,959 @@
+"""Processes on greenlets with Erlang's semantics.
+
+A process is a greenlet plus a ``_Proc`` record: a mailbox (a deque scanned by selective
+receive), links, monitors, a registered name and a trap-exit flag. Everything here runs on
+one gevent hub (one OS thread); the tables are plain dicts because greenlets only switch at
+blocking points, so no operation below can be interleaved with another.
+
+Signals. An exit signal that kills a process is applied *synchronously* to the runtime's
+tables (the process is dead, its name is free, its links and monitors have fired) and the
+greenlet is then unwound asynchronously by throwing ``Exit`` into it from the hub. So
+``is_alive(pid)`` right after ``exit(pid, 'kill')`` is already false, as Erlang guarantees,
+and a greenlet blocked in ``receive`` or in socket I/O dies at the hub's next turn. A
+greenlet cannot be pre-empted: a process busy in a CPU-bound loop is unwound at its next
+switch (its entries in the tables are already gone; any message it sends before it notices
+is still delivered).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import traceback
+from collections import deque
+from typing import Any, Callable, Iterable
+
+import gevent
+from gevent import get_hub
+from gevent.hub import Waiter
+from greenlet import getcurrent, greenlet
+
+from ._errors import Exit, NotAProcessError, ReceiveTimeout, RegistrationError
+
+log = logging.getLogger("actors")
+
+_MISSING: Any = object()
+
+
+
+class _Timeout:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TIMEOUT"
+
+
+#: A sentinel to pass as ``receive(..., default=TIMEOUT)`` and compare against.
+TIMEOUT: Any = _Timeout()
+
+
+# --------------------------------------------------------------------------------------
+# Identifiers
+# --------------------------------------------------------------------------------------
+
+_pid_counter = itertools.count(1)
+_ref_counter = itertools.count(1)
+
+
+class Pid:
+    """A process identifier: unique for the life of the OS process, hashable, printable.
+
+    Pids are never reused. ``str(pid)`` is ``<0.N.0>`` as on a BEAM node.
+    """
+
+    __slots__ = ("_n", "_proc")
+
+    def __init__(self, n: int, proc: "_Proc | None" = None) -> None:
+        self._n = n
+        self._proc = proc
+
+    def __repr__(self) -> str:
+        return f"<0.{self._n}.0>"
+
+    __str__ = __repr__
+
+    def __hash__(self) -> int:
+        return self._n
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is Pid and other._n == self._n  # type: ignore[attr-defined]
+
+    def __lt__(self, other: "Pid") -> bool:
+        return self._n < other._n
+
+    def __reduce__(self) -> Any:
+        return (_pid_from_number, (self._n,))
+
+    @classmethod
+    def parse(cls, text: "str | Pid") -> "Pid":
+        """Turn ``"<0.123.0>"`` (or ``"0.123.0"``) into the Pid it names (dead or alive)."""
+        if isinstance(text, Pid):
+            return text
+        if not isinstance(text, str):
+            raise TypeError(f"Pid.parse: expected a str like '<0.12.0>', got {type(text).__name__}")
+        m = _PID_RE.fullmatch(text.strip())
+        if m is None:
+            raise ValueError(f"Pid.parse: {text!r} is not a pid like '<0.12.0>'")
+        return _pid_from_number(int(m.group(1)))
+
+
+_PID_RE = re.compile(r"<?0\.(\d+)\.0>?")
+
+
+def _pid_from_number(n: int) -> Pid:
+    proc = _by_number.get(n)
+    return proc.pid if proc is not None else Pid(n)
+
+
+class Ref:
+    """A unique reference (monitor refs, call tags, timer refs): ``#Ref<0.0.0.N>``."""
+
+    __slots__ = ("_n",)
+
+    def __init__(self) -> None:
+        self._n = next(_ref_counter)
+
+    def __repr__(self) -> str:
+        return f"#Ref<0.0.0.{self._n}>"
+
+    def __hash__(self) -> int:
+        return self._n
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is self.__class__ and other._n == self._n  # type: ignore[attr-defined]
+
+
+def make_ref() -> Ref:
+    """A new unique reference."""
+    return Ref()
+
+
+# --------------------------------------------------------------------------------------
+# Process records and tables
+# --------------------------------------------------------------------------------------
+
+
+class _Proc:
+    """The runtime's record of one process; owned by the runtime, never by user code."""
+
+    __slots__ = (
+        "pid",
+        "glet",
+        "mailbox",
+        "waiter",
+        "links",
+        "monitors",
+        "monitored_by",
+        "trap_exit",
+        "name",
+        "alive",
+        "reason",
+        "tracer",
+        "initial_call",
+        "label",
+        "adopted",
+        "system",
+        "unwound",
+    )
+
+    def __init__(self, glet: Any, initial_call: Any, adopted: bool = False) -> None:
+        self.pid = Pid(next(_pid_counter), self)
+        self.glet = glet
+        self.mailbox: deque = deque()
+        self.waiter: Waiter | None = None
+        self.links: set[_Proc] | None = None
+        self.monitors: dict[Ref, _Proc] | None = None  # monitors this process holds
+        self.monitored_by: dict[Ref, _Proc] | None = None  # monitors on this process
+        self.trap_exit = False
+        self.name: str | None = None
+        self.alive = True
+        self.reason: Any = None
+        self.tracer: _Proc | None = None
+        self.initial_call = initial_call
+        self.label: Any = None
+        self.adopted = adopted
+        # What the process is, for introspection (e.g. the GenServer instance).
+        self.system: Any = None
+        # Set once Exit for this process's death has been raised in its greenlet, so a
+        # greenlet that caught it and went on (an adopted one) is never hit twice.
+        self.unwound = False
+
+
+class _ProcGreenlet(greenlet):
+    """The greenlet of a spawned process; ``proc`` links it back to its record."""
+
+    __slots__ = ("proc",)
+
+
+_procs: dict[Pid, _Proc] = {}
+_by_number: dict[int, _Proc] = {}
+_names: dict[str, _Proc] = {}
+# Greenlets that are not ours but used the API (a test, a WSGI handler, the main greenlet).
+_adopted: dict[Any, _Proc] = {}
+
+_tracing = 0  # number of processes being traced; lets send() skip the sender lookup
+
+
+def _register_proc(proc: _Proc) -> None:
+    _procs[proc.pid] = proc
+    _by_number[proc.pid._n] = proc
+
+
+def _current() -> _Proc:
+    g = getcurrent()
+    if g.__class__ is _ProcGreenlet:
+        return g.proc  # type: ignore[no-any-return]
+    proc = _adopted.get(g)
+    if proc is not None and proc.alive:
+        return proc
+    return _adopt(g)
+
+
+def _current_or_none() -> _Proc | None:
+    g = getcurrent()
+    if g.__class__ is _ProcGreenlet:
+        return g.proc
+    proc = _adopted.get(g)
+    if proc is not None and proc.alive:
+        return proc
+    if g is get_hub():
+        return None
+    return _adopt(g)
+
+
+def _adopt(g: Any) -> _Proc:
+    if g is get_hub():
+        raise NotAProcessError(
+            "this function needs a calling process; it was called from gevent's hub "
+            "(a timer or I/O callback), which is not one"
+        )
+    proc = _Proc(g, _describe_greenlet(g), adopted=True)
+    _adopted[g] = proc
+    _register_proc(proc)
+    if isinstance(g, gevent.Greenlet):
+        g.rawlink(_adopted_greenlet_ended)
+    return proc
+
+
+def _adopted_greenlet_ended(g: gevent.Greenlet) -> None:
+    proc = _adopted.get(g)
+    if proc is None:
+        return
+    exc = g.exception
+    if exc is None or isinstance(exc, gevent.GreenletExit):
+        reason: Any = "normal"
+    elif isinstance(exc, Exit):
+        reason = exc.reason
+    else:
+        reason = exc
+    _terminate(proc, reason)
+
+
+def _describe_greenlet(g: Any) -> str:
+    if g.parent is None:
+        return "main greenlet"
+    run = getattr(g, "_run", None) or getattr(g, "run", None)
+    return f"adopted greenlet {_callable_name(run)}" if run is not None else "adopted greenlet"
+
+
+def _callable_name(fn: Any) -> str:
+    mod = getattr(fn, "__module__", None)
+    qual = getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", repr(fn))
+    return f"{mod}.{qual}" if mod else str(qual)
+
+
+def _reap_dead_adopted() -> None:
+    # Raw greenlets give no death notice; notice them when someone looks.
+    for g, proc in list(_adopted.items()):
+        if g.dead:
+            _terminate(proc, "normal")
+
+
+def _release_current() -> None:
+    """End the calling greenlet's adopted process, if it has one (test isolation)."""
+    proc = _adopted.get(getcurrent())
+    if proc is not None:
+        _terminate(proc, "normal")
+
+
+# --------------------------------------------------------------------------------------
+# Spawning
+# --------------------------------------------------------------------------------------
+
+
+def _process_main(fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    proc: _Proc = getcurrent().proc  # type: ignore[attr-defined]
+    if not proc.alive:  # killed before it ever ran
+        return
+    try:
+        fn(*args, **kwargs)
+        reason: Any = "normal"
+    except Exit as e:
+        reason = e.reason
+    except gevent.GreenletExit:
+        reason = "killed"
+    except BaseException as e:  # noqa: BLE001 - a crash is any uncaught exception
+        reason = e
+        if proc.alive:
+            log.error(
+                "Process %s (%s) crashed: %r",
+                proc.pid,
+                proc.initial_call,
+                e,
+                exc_info=e,
+                extra={"pid": str(proc.pid), "reason": e},
+            )
+    _terminate(proc, reason)
+
+
+def _spawn(
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    *,
+    link: bool = False,
+    monitor: bool = False,
+    trap_exit: bool = False,
+    initial_call: Any = None,
+) -> tuple[Pid, Ref | None]:
+    if not callable(fn):
+        raise TypeError(f"spawn: fn must be callable, got {type(fn).__name__}")
+    hub = get_hub()
+    g = _ProcGreenlet(_process_main, hub)
+    proc = _Proc(g, initial_call or _callable_name(fn))
+    proc.trap_exit = trap_exit
+    g.proc = proc
+    _register_proc(proc)
+    ref = None
+    if link or monitor:
+        parent = _current()
+        if link:
+            _add_link(parent, proc)
+        if monitor:
+            ref = Ref()
+            _add_monitor(parent, proc, ref)
+    hub.loop.run_callback(g.switch, fn, args, kwargs)
+    return proc.pid, ref
+
+
+def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Pid:
+    """Start ``fn(*args, **kwargs)`` as a new process; it runs at the hub's next turn."""
+    return _spawn(fn, args, kwargs)[0]
+
+
+def spawn_link(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Pid:
+    """Spawn and link to the caller atomically (the link exists before the child runs)."""
+    return _spawn(fn, args, kwargs, link=True)[0]
+
+
+def spawn_monitor(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Pid, Ref]:
+    """Spawn and monitor atomically; returns ``(pid, monitor_ref)``."""
+    pid, ref = _spawn(fn, args, kwargs, monitor=True)
+    return pid, ref  # type: ignore[return-value]
+
+
+def self() -> Pid:  # noqa: A001 - Erlang's name, deliberately
+    """The calling process's pid (a plain greenlet is adopted as a process)."""
+    return _current().pid
+
+
+# --------------------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------------------
+
+
+def _deliver(proc: _Proc, msg: Any) -> None:
+    proc.mailbox.append(msg)
+    waiter = proc.waiter
+    if waiter is not None:
+        proc.waiter = None
+        get_hub().loop.run_callback(waiter.switch, True)
+    tracer = proc.tracer
+    if tracer is not None:
+        _trace_event(proc, tracer, ("trace", proc.pid, "receive", msg))
+
+
+def _resolve(dest: Any, fn: str) -> _Proc | None:
+    if dest.__class__ is Pid:
+        return dest._proc
+    if isinstance(dest, str):
+        proc = _names.get(dest)
+        if proc is None:
+            raise RegistrationError(f"{fn}: no process is registered as {dest!r}")
+        return proc
+    raise TypeError(f"{fn}: dest must be a Pid or a registered name, got {type(dest).__name__}")
+
+
+def send(dest: "Pid | str", msg: Any) -> None:
+    """Queue ``msg`` for ``dest``. Never blocks; a message to a dead pid is dropped.
+
+    ``dest`` may be a registered name, which must be registered (as Erlang's ``!``).
+    Messages from one process to another arrive in the order they were sent.
+    """
+    if dest.__class__ is Pid:
+        proc = dest._proc  # type: ignore[union-attr]
+        if proc is None:
+            return
+    else:
+        proc = _resolve(dest, "send")
+        if proc is None:
+            return
+    if _tracing:
+        sender = _current_or_none()
+        if sender is not None and sender.tracer is not None:
+            _trace_event(sender, sender.tracer, ("trace", sender.pid, "send", msg, proc.pid))
+    _deliver(proc, msg)
+
+
+def _wait(proc: _Proc, timeout: float | None) -> bool:
+    """Block until a message arrives (True) or ``timeout`` seconds pass (False)."""
+    hub = get_hub()
+    waiter = Waiter(hub)
+    proc.waiter = waiter
+    try:
+        if timeout is None:
+            waiter.get()
+            return True
+        timer = hub.loop.timer(timeout)
+        timer.start(waiter.switch, False)
+        try:
+            return waiter.get()  # type: ignore[no-any-return]
+        finally:
+            timer.close()
+    finally:
+        proc.waiter = None
+
+
+def receive(
+    match: Callable[[Any], bool] | None = None,
+    timeout: float | None = None,
+    *,
+    default: Any = _MISSING,
+) -> Any:
+    """Take the first queued message for which ``match(msg)`` is true (any message if None).
+
+    Messages that do not match stay queued, in order. ``timeout`` is in seconds (None waits
+    forever, 0 polls). On timeout, returns ``default`` if given, else raises
+    ``ReceiveTimeout``. Only messages that arrive while waiting are scanned again.
+    """
+    proc = _current()
+    if not proc.alive:
+        _raise_death(proc)
+    if timeout is not None:
+        if not isinstance(timeout, (int, float)):
+            raise TypeError(f"receive: timeout must be a number of seconds or None, got {type(timeout).__name__}")
+        deadline = get_hub().loop.now() + timeout
+    mailbox = proc.mailbox
+    scanned = 0
+    while True:
+        if match is None:
+            if mailbox:
+                return mailbox.popleft()
+        else:
+            index = scanned
+            for msg in itertools.islice(mailbox, scanned, None):
+                if match(msg):
+                    del mailbox[index]
+                    return msg
+                index += 1
+            scanned = index
+        if timeout is None:
+            _wait(proc, None)
+        else:
+            remaining = deadline - get_hub().loop.now()
+            if remaining <= 0 or not _wait(proc, remaining):
+                # One last look: a message may have arrived with the timer.
+                if match is None:
+                    if mailbox:
+                        return mailbox.popleft()
+                else:
+                    index = scanned
+                    for msg in itertools.islice(mailbox, scanned, None):
+                        if match(msg):
+                            del mailbox[index]
+                            return msg
+                        index += 1
+                if default is _MISSING:
+                    raise ReceiveTimeout(f"no matching message within {timeout} s")
+                return default
+        if not proc.alive:
+            _raise_death(proc)
+
+
+def _raise_death(proc: _Proc) -> None:
+    proc.unwound = True
+    raise Exit(proc.reason)
+
+
+def flush() -> list[Any]:
+    """Remove and return every message queued for the calling process."""
+    proc = _current()
+    msgs = list(proc.mailbox)
+    proc.mailbox.clear()
+    return msgs
+
+
+# --------------------------------------------------------------------------------------
+# Links, monitors, exit signals
+# --------------------------------------------------------------------------------------
+
+
+def _add_link(a: _Proc, b: _Proc) -> None:
+    if a is b:
+        return
+    if a.links is None:
+        a.links = set()
+    if b.links is None:
+        b.links = set()
+    a.links.add(b)
+    b.links.add(a)
+
+
+def _add_monitor(watcher: _Proc, target: _Proc, ref: Ref) -> None:
+    if watcher.monitors is None:
+        watcher.monitors = {}
+    if target.monitored_by is None:
+        target.monitored_by = {}
+    watcher.monitors[ref] = target
+    target.monitored_by[ref] = watcher
+
+
+def _check_pid(pid: Any, fn: str) -> None:
+    if pid.__class__ is not Pid:
+        raise TypeError(f"{fn}: pid must be a Pid, got {type(pid).__name__}")
+
+
+def link(pid: Pid) -> None:
+    """Link the caller and ``pid`` (bidirectional; idempotent).
+
+    Linking to a dead process sends the caller an exit signal ``noproc``: an
+    ``('EXIT', pid, 'noproc')`` message when it traps exits, else ``Exit('noproc')``.
+    """
+    _check_pid(pid, "link")
+    me = _current()
+    other = pid._proc
+    if other is None:
+        if me.trap_exit:
+            _deliver(me, ("EXIT", pid, "noproc"))
+            return
+        raise Exit("noproc")
+    _add_link(me, other)
+
+
+def unlink(pid: Pid) -> None:
+    """Remove the link between the caller and ``pid``, if any."""
+    _check_pid(pid, "unlink")
+    me = _current()
+    other = pid._proc
+    if other is None or me.links is None:
+        return
+    me.links.discard(other)
+    if other.links is not None:
+        other.links.discard(me)
+
+
+def monitor(pid: "Pid | str") -> Ref:
+    """Watch ``pid``: when it dies the caller gets ``('DOWN', ref, 'process', pid, reason)``.
+
+    Monitoring a dead process (or an unregistered name) delivers ``DOWN`` with reason
+    ``'noproc'`` at once. Monitors are one-way and stack: each call makes a new one.
+    """
+    me = _current()
+    ref = Ref()
+    if pid.__class__ is Pid:
+        target = pid._proc  # type: ignore[union-attr]
+    elif isinstance(pid, str):
+        target = _names.get(pid)
+    else:
+        raise TypeError(f"monitor: pid must be a Pid or a registered name, got {type(pid).__name__}")
+    if target is None:
+        _deliver(me, ("DOWN", ref, "process", pid, "noproc"))
+    else:
+        _add_monitor(me, target, ref)
+    return ref
+
+
+def demonitor(ref: Ref, flush: bool = False) -> bool:
+    """Remove a monitor; with ``flush=True`` also drop its ``DOWN`` if already queued.
+
+    Returns True if the monitor was still active.
+    """
+    if ref.__class__ is not Ref:
+        raise TypeError(f"demonitor: ref must be a Ref, got {type(ref).__name__}")
+    me = _current()
+    target = me.monitors.pop(ref, None) if me.monitors else None
+    if target is not None and target.monitored_by is not None:
+        target.monitored_by.pop(ref, None)
+    if flush and me.mailbox:
+        _remove_first(me.mailbox, lambda m: m.__class__ is tuple and len(m) == 5 and m[1] is ref and m[0] == "DOWN")
+    return target is not None
+
+
+def _remove_first(mailbox: deque, pred: Callable[[Any], bool]) -> bool:
+    for i, m in enumerate(mailbox):
+        if pred(m):
+            del mailbox[i]
+            return True
+    return False
+
+
+def trap_exit(flag: bool) -> bool:
+    """Set whether the caller turns exit signals into ``('EXIT', pid, reason)`` messages.
+
+    Returns the previous value. ``'kill'`` sent by ``exit(pid, 'kill')`` is never trapped.
+    """
+    if not isinstance(flag, bool):
+        raise TypeError(f"trap_exit: flag must be a bool, got {type(flag).__name__}")
+    me = _current()
+    old = me.trap_exit
+    me.trap_exit = flag
+    return old
+
+
+def _is(reason: Any, atom: str) -> bool:
+    return reason.__class__ is str and reason == atom
+
+
+def exit(pid_or_reason: Any, reason: Any = _MISSING) -> None:  # noqa: A001 - Erlang's name
+    """``exit(reason)`` ends the caller; ``exit(pid, reason)`` sends ``pid`` an exit signal.
+
+    Signal rules (Erlang's): ``'kill'`` kills unconditionally and propagates to links as
+    ``'killed'``; a process that traps exits gets ``('EXIT', sender, reason)`` instead of
+    dying; ``'normal'`` is ignored by a process that does not trap exits, unless it is
+    the caller itself.
+    """
+    if reason is _MISSING:
+        raise Exit(pid_or_reason)
+    _check_pid(pid_or_reason, "exit")
+    target = pid_or_reason._proc
+    sender = _current_or_none()
+    if target is None:
+        return
+    _exit_signal(target, reason, sender.pid if sender is not None else None, from_link=False)
+    if sender is not None and not sender.alive:
+        _raise_death(sender)
+
+
+def _exit_signal(target: _Proc, reason: Any, sender: Pid | None, *, from_link: bool) -> None:
+    if not from_link and _is(reason, "kill"):
+        _kill(target, "killed")
+        return
+    if target.trap_exit:
+        _deliver(target, ("EXIT", sender, reason))
+        return
+    if _is(reason, "normal") and (from_link or target.pid != sender):
+        return
+    _kill(target, reason)
+
+
+def _kill(target: _Proc, reason: Any) -> None:
+    _terminate(target, reason)
+    _unwind(target)
+
+
+def _unwind(proc: _Proc) -> None:
+    g = proc.glet
+    if g is getcurrent() or g.dead:
+        return
+    if g.__class__ is _ProcGreenlet and not g:
+        return  # never started; _process_main will see it is dead and return
+    get_hub().loop.run_callback(_throw_into, g, proc)
+
+
+def _throw_into(g: greenlet, proc: _Proc) -> None:
+    if g.dead or proc.unwound:
+        return
+    proc.unwound = True
+    g.throw(Exit(proc.reason))
+
+
+def _terminate(proc: _Proc, reason: Any) -> None:
+    """Apply a process's death to the tables and fire its links and monitors.
+
+    Iterative rather than recursive: a chain of 10,000 linked processes dies without
+    touching Python's recursion limit.
+    """
+    pending = [(proc, reason)]
+    while pending:
+        p, why = pending.pop()
+        if not p.alive:
+            continue
+        p.alive = False
+        p.reason = why
+        pid = p.pid
+        pid._proc = None
+        _procs.pop(pid, None)
+        _by_number.pop(pid._n, None)
+        if p.name is not None:
+            if _names.get(p.name) is p:
+                del _names[p.name]
+        if p.adopted:
+            if _adopted.get(p.glet) is p:
+                del _adopted[p.glet]
+        if p.tracer is not None:
+            _stop_tracing(p)
+        p.mailbox.clear()
+        if p.monitors:
+            for ref, target in p.monitors.items():
+                if target.monitored_by is not None:
+                    target.monitored_by.pop(ref, None)
+            p.monitors = None
+        if p.monitored_by:
+            watchers = p.monitored_by
+            p.monitored_by = None
+            for ref, watcher in watchers.items():
+                if watcher.monitors is not None:
+                    watcher.monitors.pop(ref, None)
+                _deliver(watcher, ("DOWN", ref, "process", pid, why))
+        if p.links:
+            links = p.links
+            p.links = None
+            for other in links:
+                if other.links is not None:
+                    other.links.discard(p)
+                if not other.alive:
+                    continue
+                if other.trap_exit:
+                    _deliver(other, ("EXIT", pid, why))
+                elif not _is(why, "normal"):
+                    pending.append((other, why))
+                    _unwind(other)
+
+
+def is_alive(pid: Pid) -> bool:
+    """Whether ``pid`` names a live process."""
+    _check_pid(pid, "is_alive")
+    return pid._proc is not None
+
+
+# --------------------------------------------------------------------------------------
+# Names
+# --------------------------------------------------------------------------------------
+
+
+def register(name: str, pid: Pid | None = None) -> None:
+    """Register ``pid`` (default: the caller) under ``name``; freed when it dies."""
+    if not isinstance(name, str):
+        raise TypeError(f"register: name must be a str, got {type(name).__name__}")
+    if pid is None:
+        proc: _Proc | None = _current()
+    else:
+        _check_pid(pid, "register")
+        proc = pid._proc
+    if proc is None:
+        raise RegistrationError(f"register: {pid} is not alive")
+    holder = _names.get(name)
+    if holder is not None:
+        raise RegistrationError(f"register: {name!r} is already registered to {holder.pid}")
+    if proc.name is not None:
+        raise RegistrationError(f"register: {proc.pid} is already registered as {proc.name!r}")
+    _names[name] = proc
+    proc.name = name
+
+
+def unregister(name: str) -> None:
+    """Remove a registered name."""
+    if not isinstance(name, str):
+        raise TypeError(f"unregister: name must be a str, got {type(name).__name__}")
+    proc = _names.pop(name, None)
+    if proc is None:
+        raise RegistrationError(f"unregister: {name!r} is not registered")
+    proc.name = None
+
+
+def whereis(name: str) -> Pid | None:
+    """The pid registered as ``name``, or None."""
+    if not isinstance(name, str):
+        raise TypeError(f"whereis: name must be a str, got {type(name).__name__}")
+    proc = _names.get(name)
+    return proc.pid if proc is not None else None
+
+
+def registered() -> list[str]:
+    """All registered names."""
+    return list(_names)
+
+
+# --------------------------------------------------------------------------------------
+# Timers
+# --------------------------------------------------------------------------------------
+
+
+class TimerRef:
+    """A pending ``send_after``; pass it to ``cancel_timer``."""
+
+    __slots__ = ("_watcher", "_due", "_ref")
+
+    def __init__(self, watcher: Any, due: float) -> None:
+        self._watcher = watcher
+        self._due = due
+        self._ref = Ref()
+
+    def __repr__(self) -> str:
+        return f"#TimerRef<{self._ref._n}>"
+
+
+def send_after(dest: "Pid | str", msg: Any, ms: float) -> TimerRef:
+    """Send ``msg`` to ``dest`` after ``ms`` milliseconds (Erlang's unit)."""
+    if not isinstance(ms, (int, float)) or ms < 0:
+        raise TypeError(f"send_after: ms must be a non-negative number, got {ms!r}")
+    if dest.__class__ is not Pid and not isinstance(dest, str):
+        raise TypeError(f"send_after: dest must be a Pid or a registered name, got {type(dest).__name__}")
+    loop = get_hub().loop
+    watcher = loop.timer(ms / 1000.0)
+    tref = TimerRef(watcher, loop.now() + ms / 1000.0)
+    watcher.start(_timer_fired, tref, dest, msg)
+    return tref
+
+
+def _timer_fired(tref: TimerRef, dest: Any, msg: Any) -> None:
+    watcher = tref._watcher
+    tref._watcher = None
+    if watcher is not None:
+        watcher.close()
+    if dest.__class__ is Pid:
+        send(dest, msg)
+    else:
+        proc = _names.get(dest)  # a name that went away: dropped, as Erlang does
+        if proc is not None:
+            _deliver(proc, msg)
+
+
+def cancel_timer(tref: TimerRef) -> float | bool:
+    """Cancel a timer: the milliseconds it had left, or False if it already fired."""
+    if not isinstance(tref, TimerRef):
+        raise TypeError(f"cancel_timer: expected a TimerRef, got {type(tref).__name__}")
+    watcher = tref._watcher
+    if watcher is None:
+        return False
+    tref._watcher = None
+    watcher.stop()
+    watcher.close()
+    return max(0.0, (tref._due - get_hub().loop.now()) * 1000.0)
+
+
+# --------------------------------------------------------------------------------------
+# Introspection (answered by the runtime, as the BEAM answers process_info)
+# --------------------------------------------------------------------------------------
+
+
+def processes() -> list[Pid]:
+    """Every live process, oldest first."""
+    _reap_dead_adopted()
+    return list(_procs)
+
+
+def set_label(label: Any) -> None:
+    """Attach a descriptive label to the caller, shown by ``process_info`` (OTP 27's)."""
+    _current().label = label
+
+
+def _status(proc: _Proc) -> str:
+    g = proc.glet
+    if g is getcurrent():
+        return "running"
+    if proc.waiter is not None:
+        return "waiting"
+    if g.__class__ is _ProcGreenlet and not g:
+        return "runnable"
+    return "suspended"
+
+
+def _stack(proc: _Proc) -> list[str]:
+    g = proc.glet
+    frame = None
+    if g is getcurrent():
+        return [line.rstrip() for line in traceback.format_stack()[:-2]]
+    frame = g.gr_frame if not g.dead else None
+    if frame is None:
+        return []
+    return [line.rstrip() for line in traceback.format_stack(frame)]
+
+
+def process_info(pid: Pid, *, messages: bool = False) -> dict[str, Any] | None:
+    """What the runtime knows of ``pid``, or None if it is dead.
+
+    Keys: pid, registered_name, status ('running', 'waiting' in receive, 'runnable',
+    'suspended' in other I/O), message_queue_len, links, monitors, monitored_by,
+    trap_exit, initial_call, label, current_stacktrace, and with ``messages=True`` a copy
+    of the queue.
+    """
+    _check_pid(pid, "process_info")
+    proc = pid._proc
+    if proc is None:
+        return None
+    info = {
+        "pid": pid,
+        "registered_name": proc.name,
+        "status": _status(proc),
+        "message_queue_len": len(proc.mailbox),
+        "links": sorted(p.pid for p in proc.links or ()),
+        "monitors": [("process", p.pid) for p in (proc.monitors or {}).values()],
+        "monitored_by": [p.pid for p in (proc.monitored_by or {}).values()],
+        "trap_exit": proc.trap_exit,
+        "initial_call": proc.initial_call,
+        "label": proc.label,
+        "current_stacktrace": _stack(proc),
+    }
+    if messages:
+        info["messages"] = list(proc.mailbox)
+    return info
+
+
+def _system_of(pid: Pid) -> Any:
+    proc = pid._proc
+    return proc.system if proc is not None else None
+
+
+# --------------------------------------------------------------------------------------
+# Tracing (bounded use is the caller's business; the debug shell bounds it)
+# --------------------------------------------------------------------------------------
+
+
+def trace(pid: Pid, on: bool = True, tracer: Pid | None = None) -> bool:
+    """Start (or stop) tracing ``pid``'s messages to ``tracer`` (default: the caller).
+
+    The tracer receives ``('trace', pid, 'receive', msg)`` for every message delivered to
+    ``pid`` and ``('trace', pid, 'send', msg, to)`` for every message it sends. Tracing
+    stops by itself when either process dies. Returns False if ``pid`` is not alive.
+    """
+    global _tracing
+    _check_pid(pid, "trace")
+    proc = pid._proc
+    if proc is None:
+        return False
+    if not on:
+        if proc.tracer is not None:
+            _stop_tracing(proc)
+        return True
+    tracer_proc = _current() if tracer is None else tracer._proc
+    if tracer_proc is None:
+        return False
+    if proc.tracer is None:
+        _tracing += 1
+    proc.tracer = tracer_proc
+    return True
+
+
+def _stop_tracing(proc: _Proc) -> None:
+    global _tracing
+    proc.tracer = None
+    _tracing -= 1
+
+
+def _trace_event(proc: _Proc, tracer: _Proc, event: tuple) -> None:
+    if not tracer.alive:
+        _stop_tracing(proc)
+        return
+    if tracer is proc:
+        return  # a process tracing itself would trace its own trace messages forever
+    tracer.mailbox.append(event)
+    waiter = tracer.waiter
+    if waiter is not None:
+        tracer.waiter = None
+        get_hub().loop.run_callback(waiter.switch, True)
+
+
+def _all_procs() -> Iterable[_Proc]:
+    return list(_procs.values())
