@@ -191,6 +191,9 @@ _by_number: dict[int, _Proc] = {}
 _names: dict[str, _Proc] = {}
 # Greenlets that are not ours but used the API (a test, a WSGI handler, the main greenlet).
 _adopted: dict[Any, _Proc] = {}
+# Adopted greenlets killed while switched out whose Exit has not been raised in them yet
+# (it is, at their next API call or when the hub throws it); cleared within a hub turn.
+_dying: dict[Any, _Proc] = {}
 
 _tracing = 0  # number of processes being traced; lets send() skip the sender lookup
 
@@ -203,23 +206,40 @@ def _register_proc(proc: _Proc) -> None:
 def _current() -> _Proc:
     g = getcurrent()
     if g.__class__ is _ProcGreenlet:
-        return g.proc  # type: ignore[no-any-return]
+        proc = g.proc
+        if not proc.alive and not proc.unwound:
+            _raise_death(proc)  # killed while switched out: it dies at its first API call
+        return proc  # type: ignore[no-any-return]
     proc = _adopted.get(g)
     if proc is not None and proc.alive:
         return proc
+    _check_dying(g)
     return _adopt(g)
 
 
 def _current_or_none() -> _Proc | None:
     g = getcurrent()
     if g.__class__ is _ProcGreenlet:
-        return g.proc
+        proc = g.proc
+        if not proc.alive and not proc.unwound:
+            _raise_death(proc)
+        return proc
     proc = _adopted.get(g)
     if proc is not None and proc.alive:
         return proc
     if g is get_hub():
         return None
+    _check_dying(g)
     return _adopt(g)
+
+
+def _check_dying(g: Any) -> None:
+    # An adopted greenlet whose process was killed while it was switched out must not be
+    # adopted afresh (and hit later by the stale Exit): it dies now.
+    if _dying:
+        dead = _dying.get(g)
+        if dead is not None:
+            _raise_death(dead)
 
 
 def _adopt(g: Any) -> _Proc:
@@ -272,9 +292,13 @@ def _reap_dead_adopted() -> None:
 
 def _release_current() -> None:
     """End the calling greenlet's adopted process, if it has one (test isolation)."""
-    proc = _adopted.get(getcurrent())
+    g = getcurrent()
+    proc = _adopted.get(g)
     if proc is not None:
         _terminate(proc, "normal")
+    dead = _dying.pop(g, None)
+    if dead is not None:
+        dead.unwound = True  # its death is applied; do not throw it into what runs next
 
 
 # --------------------------------------------------------------------------------------
@@ -483,6 +507,8 @@ def receive(
 
 def _raise_death(proc: _Proc) -> None:
     proc.unwound = True
+    if proc.adopted and _dying.get(proc.glet) is proc:
+        del _dying[proc.glet]
     raise Exit(proc.reason)
 
 
@@ -658,10 +684,14 @@ def _unwind(proc: _Proc) -> None:
         return
     if g.__class__ is _ProcGreenlet and not g:
         return  # never started; _process_main will see it is dead and return
+    if proc.adopted:
+        _dying[g] = proc
     get_hub().loop.run_callback(_throw_into, g, proc)
 
 
 def _throw_into(g: greenlet, proc: _Proc) -> None:
+    if proc.adopted and _dying.get(g) is proc:
+        del _dying[g]
     if g.dead or proc.unwound:
         return
     proc.unwound = True
