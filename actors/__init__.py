@@ -17,6 +17,9 @@ Quick tour::
     actors.send(pid, (actors.self(), "hi"))
     assert actors.receive(timeout=1) == "hi"
 
+pykka-style actors (``actors.Actor``: tell/ask/proxy) are full processes too: linked,
+monitored, supervised and killable like any other.
+
 Units: blocking timeouts (``receive``, ``call``) are seconds, as in Python; OTP settings
 (``send_after``, GenServer timeout results) are milliseconds, as in OTP.
 """
@@ -31,6 +34,7 @@ from ._errors import (
     RegistrationError,
     StartError,
 )
+from ._pykka import Actor, ActorRef, GeventFuture, actor_child_spec
 from ._gen_server import (
     GenServer,
     call,
@@ -77,6 +81,10 @@ from ._runtime import (
 
 __all__ = [
     "TIMEOUT",
+    "Actor",
+    "ActorRef",
+    "GeventFuture",
+    "actor_child_spec",
     "ActorsError",
     "BadReturnError",
     "CallExit",

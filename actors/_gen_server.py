@@ -125,7 +125,7 @@ def _start(server: Any, init_arg: Any, name: str | None, timeout: float | None, 
     tag = Ref()
     pid, mref = rt._spawn(
         _server_main,
-        (instance, init_arg, me.pid, tag, name),
+        (instance, init_arg, me.pid, tag, name, link),
         {},
         link=link,
         monitor=True,
@@ -282,7 +282,7 @@ class _Stop(Exception):
         self.state = state
 
 
-def _server_main(server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: str | None) -> None:
+def _server_main(server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: str | None, linked: bool) -> None:
     me = _current()
     me.system = server
     if name is not None:
@@ -303,7 +303,9 @@ def _server_main(server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: 
         raise Exit(e) from None
     if result.__class__ is tuple and len(result) in (2, 3) and result[0] == "ok":
         rt.send(parent, (_ACK, tag, "ok", None))
-        _loop(server, me, result[1], result[2] if len(result) == 3 else None, parent)
+        # As OTP's gen: an unlinked server is its own parent, so an exit signal from
+        # whoever called start() is an ordinary handle_info message, not a shutdown.
+        _loop(server, me, result[1], result[2] if len(result) == 3 else None, parent if linked else me.pid)
     elif result == "ignore":
         rt.send(parent, (_ACK, tag, "ignore", None))
     elif result.__class__ is tuple and len(result) == 2 and result[0] == "stop":
@@ -345,7 +347,9 @@ def _loop(server: GenServer, me: Any, state: Any, timeout: Any, parent: Pid) -> 
                 if kind is _SYSTEM:
                     state = _system(server, me, msg[1], msg[2], state, parent)
                     continue
-                if kind == "EXIT" and len(msg) == 3 and msg[1] == parent and me.trap_exit:
+                # Messages may hold any object: compare only known types (a term whose
+                # __eq__ raises must reach handle_info, not crash the server).
+                if len(msg) == 3 and me.trap_exit and kind.__class__ is str and kind == "EXIT" and parent == msg[1]:
                     raise _Stop(msg[2], state)
             state, timeout = _noreply_result(server, "handle_info", server.handle_info(msg, state))
     except _Stop as stop:
@@ -416,7 +420,7 @@ def _is_quiet(reason: Any) -> bool:
     """normal, shutdown and ('shutdown', term) are ordinary ends, not errors."""
     if reason.__class__ is str:
         return reason in ("normal", "shutdown")
-    return reason.__class__ is tuple and len(reason) == 2 and reason[0] == "shutdown"
+    return reason.__class__ is tuple and len(reason) == 2 and reason[0].__class__ is str and reason[0] == "shutdown"
 
 
 def _terminate(server: GenServer, me: Any, reason: Any, state: Any, last_msg: Any, error: BaseException | None) -> None:

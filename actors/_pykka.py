@@ -46,6 +46,8 @@ Semantics (each has a test in ``tests/actors/test_pykka.py``)
   ``on_receive``.
 * ``actors.get_state(pid)`` returns the actor object, ``actors.get_status(pid)`` a status
   dict, ``actors.stop(pid, reason)`` stops it with ``reason`` (``on_stop`` runs).
+* A ``call`` still queued when the actor stops is dropped; its caller gets ``CallExit``
+  with the exit reason from the monitor ``call`` holds, as with a GenServer.
 
 No ``pykka.ActorRegistry``. ``start`` does not register the actor: the registry is a list,
 so unregistering is O(N) (stopping the last 5k of 100k registered actors took 12.8 s).
@@ -74,12 +76,16 @@ pykka (4.5)
     pykka's minus the ``BaseException`` → ``stop_all()`` branch, plus raw messages).
   * ``Actor._handle_failure(exc_type, exc_value, tb)`` is called by setup, ``_stop`` and
     the loop on an ``Exception``; replaced to record the exit reason.
-  * ``Actor._stop`` and ``Actor._handle_receive`` (kept as they are), ``Envelope``
-    (``pykka._envelope``: ``message``, ``reply_to``), ``messages._ActorStop``.
+  * ``Actor._stop`` and ``Actor._handle_receive`` (kept as they are: ``_stop`` sets the
+    flag, calls ``ActorRegistry.unregister`` and ``on_stop``), ``Envelope``
+    (``pykka._envelope``: ``message``, ``reply_to``; compared by exact class).
   * ``ActorRef.is_alive`` is ``not actor_stopped.is_set()``; ``ActorRef.stop`` builds
     ``future.__class__()`` and uses ``set_get_hook``; ``ActorProxy`` reads
     ``actor_ref._actor_weakref``.
-  * ``Future.get`` returns the get-hook result or raises ``NotImplementedError``.
+  * ``Future.get`` runs and caches ``Future._get_hook`` (read by ``GeventFuture``).
+  * ``tests/actors/test_pykka.py::test_pykkas_own_loop_would_stop_all_actors_on_a_kill``
+    fails if pykka's loop stops calling ``stop_all()`` on a ``BaseException``: then
+    re-check the copied loop against the new one.
 actors runtime (ours)
   * ``_runtime._spawn(initial_call=...)``, ``_current``, ``_current_or_none``,
     ``Pid._proc`` (None once dead), ``_Proc.mailbox`` / ``alive`` / ``trap_exit`` /
@@ -92,7 +98,7 @@ import logging
 import queue
 import sys
 import uuid
-from typing import Any, Callable, ClassVar, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 
 import pykka
@@ -218,32 +224,48 @@ class _Inbox:
     process's mailbox: whoever notices the death fails them with ``ActorDeadError``.
     """
 
-    __slots__ = ("pid", "pending", "early", "started", "armed", "name")
+    __slots__ = ("pid", "pending", "early", "started", "armed", "cls_name", "urn")
 
     def __init__(self) -> None:
         self.pid: Pid | None = None
-        self.pending: set[Any] = set()  # futures
+        self.pending: set[Any] | None = None  # futures; made on the first ask
         self.early: list[Any] | None = []  # envelopes put before the process exists
         self.started = False  # the process's body has begun to run
         self.armed = False  # a check for "killed before it ever ran" is scheduled
-        self.name = "actor"
+        self.cls_name = "Actor"  # for error messages (shared strings, set at start)
+        self.urn = ""
+
+    def __str__(self) -> str:
+        return f"{self.cls_name} ({self.urn})"
 
     def put(self, envelope: Any, /) -> None:
         fut = getattr(envelope, "reply_to", None)
         pid = self.pid
         if pid is None:
             if fut is not None:
-                self.pending.add(fut)
+                self._track(fut)
             self.early.append(envelope)  # type: ignore[union-attr]
             return
         if fut is not None:
             if pid._proc is None:
-                _fail_dead(fut, f"{self.name} is dead")
+                _fail_dead(fut, f"{self} not found")
                 return
-            self.pending.add(fut)
+            self._track(fut)
             if not self.started and not self.armed:
                 self.arm()
         send(pid, envelope)
+
+    def _track(self, fut: Any) -> None:
+        pending = self.pending
+        if pending is None:
+            self.pending = {fut}
+        else:
+            pending.add(fut)
+
+    def answered(self, fut: Any) -> None:
+        pending = self.pending
+        if pending is not None:
+            pending.discard(fut)
 
     def get(self) -> Any:
         msg = receive()
@@ -270,12 +292,12 @@ class _Inbox:
         if self.pid is not None and self.pid._proc is None:
             self.fail_pending()
         elif self.pending:
-            self.arm()
+            self.arm()  # defensive only: the body cannot still be unstarted and alive here
 
     def fail_pending(self) -> None:
-        pending, self.pending = self.pending, set()
-        for fut in pending:
-            _fail_dead(fut, f"{self.name} stopped before handling the message")
+        pending, self.pending = self.pending, None
+        for fut in pending or ():
+            _fail_dead(fut, f"{self} stopped before handling the message")
 
 
 class _StopFlag:
@@ -429,7 +451,8 @@ class Actor(pykka.Actor):
         self._actors_parent = parent.pid if parent is not None else None
         self._actor_ref.pid = pid
         self.actor_stopped._pid = pid
-        inbox.name = str(self)
+        inbox.cls_name = cls.__name__
+        inbox.urn = self.actor_urn
         early, inbox.early = inbox.early, None
         inbox.pid = pid
         if early:
@@ -445,7 +468,7 @@ class Actor(pykka.Actor):
         # would call _stop() and ActorRegistry.stop_all()); raw process messages are
         # dispatched; answered futures leave inbox.pending.
         inbox = self.actor_inbox
-        pending = inbox.pending
+        answered = inbox.answered
         flag = self.actor_stopped
         me = rt._current()
         handle = self._handle_receive
@@ -464,7 +487,14 @@ class Actor(pykka.Actor):
                 elif kind is _SYSTEM and len(msg) == 3:
                     self._actors_system(me, msg[1], msg[2])
                     continue
-                elif kind == "EXIT" and len(msg) == 3 and me.trap_exit and msg[1] == self._actors_parent:
+                elif (
+                    kind.__class__ is str
+                    and kind == "EXIT"
+                    and len(msg) == 3
+                    and me.trap_exit
+                    and self._actors_parent is not None
+                    and self._actors_parent == msg[1]  # Pid.__eq__: safe with any term
+                ):
                     self._actors_stop_with(msg[2])
                     continue
                 else:
@@ -475,14 +505,14 @@ class Actor(pykka.Actor):
                 response = handle(message)
             except Exception:
                 if reply_to is not None:
-                    pending.discard(reply_to)
+                    answered(reply_to)
                     pykka_log.info(f"Exception returned from {self} to caller:", exc_info=sys.exc_info())
                     reply_to.set_exception()
                 else:
                     self._actors_crash()
             else:
                 if reply_to is not None:
-                    pending.discard(reply_to)
+                    answered(reply_to)
                     reply_to.set(response)
 
     def _actors_crash(self) -> None:
@@ -501,9 +531,10 @@ class Actor(pykka.Actor):
             reply(from_, response)
 
     def _actors_system(self, me: Any, from_: Any, request: Any) -> None:
-        if request == "get_state":
+        # Compare only str/tuple requests: a hostile term's == may raise.
+        if request.__class__ is str and request == "get_state":
             reply(from_, self)
-        elif request == "get_status":
+        elif request.__class__ is str and request == "get_status":
             cls = type(self)
             reply(
                 from_,
@@ -517,7 +548,12 @@ class Actor(pykka.Actor):
                     "state": self,
                 },
             )
-        elif request.__class__ is tuple and len(request) == 2 and request[0] == "terminate":
+        elif (
+            request.__class__ is tuple
+            and len(request) == 2
+            and request[0].__class__ is str
+            and request[0] == "terminate"
+        ):
             self._actors_stop_with(request[1])
         else:
             reply(from_, ("error", ("unknown_system_msg", request)))

@@ -340,7 +340,10 @@ def _spawn(
     monitor: bool = False,
     trap_exit: bool = False,
     initial_call: Any = None,
+    link_to: "_Proc | None" = None,
 ) -> tuple[Pid, Ref | None]:
+    # link_to: link the child to that process instead of the caller, from birth. Only a
+    # supervisor's own module uses it, to start a child on the supervisor's behalf.
     if not callable(fn):
         raise TypeError(f"spawn: fn must be callable, got {type(fn).__name__}")
     hub = get_hub()
@@ -350,6 +353,8 @@ def _spawn(
     g.proc = proc
     _register_proc(proc)
     ref = None
+    if link_to is not None:
+        _add_link(link_to, proc)
     if link or monitor:
         parent = _current()
         if link:

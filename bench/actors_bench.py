@@ -35,19 +35,20 @@ Scenarios
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 from time import perf_counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
+from _harness import emit, fmt, print_report, rss_bytes, run_child, settle  # noqa: E402
 
 IMPLS = ("actors", "baseline")
 
@@ -62,22 +63,6 @@ CHILD_TIMEOUT = 120.0  # seconds; a child that takes longer is killed and the ru
 # ======================================================================================
 # Measurements (run inside a child interpreter)
 # ======================================================================================
-
-
-def _rss_bytes() -> int:
-    """Resident set size now (not the peak): /proc/self/statm, else ru_maxrss."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        import resource
-
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _settle() -> None:
-    gc.collect()
-    gc.collect()
 
 
 class _Stop:
@@ -153,17 +138,17 @@ def m_spawn(impl: str, n: int) -> dict:
     gevent.sleep(0)
     del warm
     state["ready"] = state["done"] = 0
-    _settle()
+    settle()
 
-    rss0 = _rss_bytes()
+    rss0 = rss_bytes()
     t0 = perf_counter()
     handles = start(n)
     t_spawn = perf_counter() - t0
     wait_for("ready", n)
     t_ready = perf_counter() - t0
     gevent.sleep(0)  # let every greenlet switch out into its wait
-    _settle()
-    rss1 = _rss_bytes()
+    settle()
+    rss1 = rss_bytes()
 
     t1 = perf_counter()
     stop(handles)
@@ -172,8 +157,8 @@ def m_spawn(impl: str, n: int) -> dict:
     gevent.sleep(0)
     t_teardown = perf_counter() - t1
     del handles
-    _settle()
-    rss2 = _rss_bytes()
+    settle()
+    rss2 = rss_bytes()
 
     left = None
     if impl == "actors":
@@ -265,7 +250,7 @@ def m_send(impl: str, pairs: int, total: int, blocks: int) -> dict:
     run(max(1, min(per, 20_000 // pairs)))  # warm-up
     rates = []
     for _ in range(blocks):
-        _settle()
+        settle()
         rates.append(n_msgs / run(per))
     return {"msgs_per_s": statistics.median(rates), "blocks": rates, "msgs": n_msgs}
 
@@ -308,7 +293,7 @@ def m_call(impl: str, n: int, blocks: int) -> dict:
                 call(pid, i, **timeout_kw)
             stats = []
             for _ in range(blocks):
-                _settle()
+                settle()
                 lat = [0.0] * n
                 for i in range(n):
                     t = pc()
@@ -361,7 +346,7 @@ def m_call(impl: str, n: int, blocks: int) -> dict:
                 ask(i)
             stats = []
             for _ in range(blocks):
-                _settle()
+                settle()
                 lat = [0.0] * n
                 for i in range(n):
                     t = pc()
@@ -454,8 +439,7 @@ def child_main(scenario: str, impl: str, params: dict) -> None:
         res = m_selective(impl, params["sel_reps"], params["sel_backlog"], params["blocks"])
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
-    sys.stdout.write("RESULT " + json.dumps(res) + "\n")
-    sys.stdout.flush()
+    emit(res)
 
 
 # ======================================================================================
@@ -495,41 +479,6 @@ BASELINE_NAME = {
     "call": "Queue.put((AsyncResult, msg)) + AsyncResult.get()",
     "selective": "deque scan + del (pure-Python ceiling)",
 }
-
-
-def run_child(scenario: str, impl: str, params: dict) -> dict | None:
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", scenario, impl, json.dumps(params)]
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    try:
-        cp = subprocess.run(cmd, capture_output=True, text=True, timeout=CHILD_TIMEOUT, cwd=REPO, env=env)
-    except subprocess.TimeoutExpired:
-        print(f"    !! {scenario}/{impl}: child timed out after {CHILD_TIMEOUT:.0f}s (killed)", flush=True)
-        return None
-    for line in cp.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[7:])
-    print(f"    !! {scenario}/{impl}: child failed (rc={cp.returncode})", flush=True)
-    tail = (cp.stderr or cp.stdout).strip().splitlines()[-15:]
-    for line in tail:
-        print("       " + line, flush=True)
-    return None
-
-
-def fmt(v: float | None, unit: str) -> str:
-    if v is None:
-        return "n/a"
-    if unit == "msg/s":
-        return f"{v:,.0f}"
-    if unit == "s":
-        return f"{v:.3f}"
-    if unit in ("KiB", "MiB"):
-        return f"{v:.3f}"
-    return f"{v:.2f}"
-
-
-def median(xs: list) -> float | None:
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
 
 
 def main() -> int:
@@ -584,7 +533,7 @@ def main() -> int:
         for s in scenarios:
             got = {}
             for impl in order:
-                res = run_child(s, impl, params)
+                res = run_child(__file__, s, impl, params, CHILD_TIMEOUT)
                 failed |= res is None
                 results[s][impl].append(res)
                 got[impl] = res
@@ -599,69 +548,8 @@ def main() -> int:
             print(f"   {s:<10} " + "; ".join(parts), flush=True)
     elapsed = perf_counter() - t_start
 
-    # ---------------------------------------------------------------- the table
-    def series(s: str, impl: str, key: str) -> list:
-        return [(x or {}).get(key) for x in results[s][impl]]
-
-    header = (
-        f"{'scenario':<42} {'actors':>13} {'baseline':>13} {'unit':>6} {'act/base':>9} "
-        f"{'paired':>7} {'target':>9}  verdict"
-    )
-    print(
-        f"\n== medians over {runs} runs ==\n"
-        "act/base = median(actors) / median(baseline), the figure judged against the target;\n"
-        "paired   = median over runs of that run's actors/baseline (the two ran back to back)"
-    )
-    print(header)
-    print("-" * len(header))
-    verdicts = []
-    for s, key, label, unit, better, target in ROWS:
-        if s not in results:
-            continue
-        sa, sb = series(s, "actors", key), series(s, "baseline", key)
-        a, b = median(sa), median(sb)
-        ratio = a / b if a is not None and b else None
-        paired = median([x / y if x is not None and y else None for x, y in zip(sa, sb)])
-        tgt, verdict = "-", "(no target)"
-        if target is not None:
-            op, k = target
-            tgt = f"{op} {k}x"
-            if ratio is None:
-                verdict = "n/a"
-            else:
-                ok = ratio <= k if op == "<=" else ratio >= k
-                if op == "<=":
-                    margin = (k - ratio) / k * 100
-                    how = f"{abs(margin):.0f}% {'under' if ok else 'over'} limit"
-                else:
-                    margin = (ratio - k) / k * 100
-                    how = f"{abs(margin):.0f}% {'above' if ok else 'below'} floor"
-                verdict = f"{'PASS' if ok else 'MISS'} ({how})"
-                verdicts.append((label.format(**params), ok))
-        print(
-            f"{label.format(**params):<42} {fmt(a, unit):>13} {fmt(b, unit):>13} {unit:>6} "
-            f"{(f'{ratio:.2f}x' if ratio is not None else 'n/a'):>9} "
-            f"{(f'{paired:.2f}x' if paired is not None else 'n/a'):>7} {tgt:>9}  {verdict}"
-        )
-    extras = [e for e in EXTRA if e[0] in results]
-    if extras:
-        print("\ncontext (medians, no target):")
-        for s, impl, key, label, unit in extras:
-            print(f"  {label:<44} {fmt(median(series(s, impl, key)), unit):>10} {unit}")
+    verdicts = print_report(results, ROWS, EXTRA, params, runs, IMPLS)
     print("\nbaselines: " + "; ".join(f"{s}: {BASELINE_NAME[s]}" for s in scenarios))
-
-    # ---------------------------------------------------------------- per run
-    print("\n== per-run figures ==")
-    for s, key, label, unit, _, _ in ROWS:
-        if s not in results:
-            continue
-        for impl in IMPLS:
-            vals = " ".join(f"{fmt(v, unit):>11}" for v in series(s, impl, key))
-            print(f"{label.format(**params):<42} {impl:<8} {unit:>6} {vals}")
-    for s, impl, key, label, unit in extras:
-        vals = " ".join(f"{fmt(v, unit):>11}" for v in series(s, impl, key))
-        print(f"{label:<51} {unit:>6} {vals}")
-
     if verdicts:
         met = sum(ok for _, ok in verdicts)
         print(f"\ntargets met: {met}/{len(verdicts)}" + "".join(f"\n  MISS: {l}" for l, ok in verdicts if not ok))

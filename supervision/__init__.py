@@ -19,7 +19,14 @@ every option with its default.
 
 from ._application import Application
 from ._child_spec import ChildSpec, ChildSpecError, child_spec
-from ._dynamic import DynamicSupervisor, PartitionSupervisor, partition_for, start_child_in_partition
+from ._dynamic import (
+    DynamicSupervisor,
+    PartitionSupervisor,
+    partition_for,
+    spawn_child,
+    spawn_child_in_partition,
+    start_child_in_partition,
+)
 from ._supervisor import (
     ChildInfo,
     Supervisor,
@@ -47,6 +54,8 @@ __all__ = [
     "delete_child",
     "partition_for",
     "restart_child",
+    "spawn_child",
+    "spawn_child_in_partition",
     "start_child",
     "start_child_in_partition",
     "start_link",

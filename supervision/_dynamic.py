@@ -23,20 +23,33 @@ from typing import Any
 
 import actors
 from actors import GenServer, Pid
+from actors import _runtime as rt
 
 from ._child_spec import ChildSpec, ChildSpecError, child_spec, start_child_process
 from ._shutdown import expected_shutdown_reason, is_clean_exit, report, shutdown_many, shutdown_one
 from ._supervisor import ChildInfo, RestartIntensity, SupervisorError, _start, start_child, validate_flags
 
-__all__ = ["DynamicSupervisor", "PartitionSupervisor", "partition_for", "start_child_in_partition"]
+__all__ = [
+    "DynamicSupervisor",
+    "PartitionSupervisor",
+    "partition_for",
+    "spawn_child",
+    "spawn_child_in_partition",
+    "start_child_in_partition",
+]
 
 
 class DynamicSupervisor(GenServer):
     """Supervises children started on demand; each child's spec lives with its pid."""
 
+    # Invariant that makes spawn_child safe: this process never holds an iterator over
+    # _children across a blocking point (terminate swaps the dict out first), so another
+    # greenlet may add an entry whenever this one is suspended.
+
     def __init__(self) -> None:
         self._children: dict[Pid, ChildSpec] = {}
         self._restarting: dict[Any, ChildSpec] = {}
+        self._stopping = False
 
     @classmethod
     def child_spec(cls, opts: dict[str, Any] | None = None) -> ChildSpec:
@@ -97,6 +110,7 @@ class DynamicSupervisor(GenServer):
         return super().handle_info(msg, state)
 
     def terminate(self, reason: Any, state: Any) -> None:
+        self._stopping = True
         children = self._children
         self._children = {}
         self._restarting.clear()
@@ -160,6 +174,71 @@ class DynamicSupervisor(GenServer):
             actors.link(value)
             report(logging.INFO, "child_restarted", me, spec.id, value, reason, "restarted")
         return ("noreply", self)
+
+
+def _spawn_linked(fn: Any, args: tuple) -> Pid:
+    """The start function recorded for a spawn_child child, used when it is restarted."""
+    return actors.spawn_link(fn, *args)
+
+
+_TEMPLATES: dict[tuple, ChildSpec] = {}
+
+
+def _spawn_spec(fn: Any, args: tuple, restart: str, shutdown: Any, child_id: Any) -> ChildSpec:
+    """The spec recorded for a spawn_child child.
+
+    A temporary child is never restarted, so its spec never needs its args: one
+    validated spec per (fn, restart, shutdown, id) is shared by all such children,
+    which keeps the per-child cost of the pool at a dict entry.
+    """
+    if restart == "temporary":
+        key = (fn, shutdown, child_id)
+        spec = _TEMPLATES.get(key)
+        if spec is None:
+            if len(_TEMPLATES) > 1024:  # unbounded keys (lambdas made per call) must not leak
+                _TEMPLATES.clear()
+            spec = _TEMPLATES[key] = child_spec(
+                ChildSpec(id=child_id if child_id is not None else fn, start=(_spawn_linked, (fn, ())), restart=restart, shutdown=shutdown)
+            )
+        return spec
+    return child_spec(
+        ChildSpec(id=child_id if child_id is not None else fn, start=(_spawn_linked, (fn, args)), restart=restart, shutdown=shutdown)
+    )
+
+
+def spawn_child(
+    sup: "Pid | str",
+    fn: Any,
+    *args: Any,
+    restart: str = "temporary",
+    shutdown: Any = 5000,
+    child_id: Any = None,
+) -> Pid:
+    """Run ``fn(*args)`` as a new child process of a DynamicSupervisor; its pid.
+
+    Elixir's ``Task.Supervisor.start_child``, without the round trip of ``start_child``:
+    the child is linked to the supervisor from birth and entered in its table before it
+    runs, so the supervisor sees its exit like any other child's. Raises
+    ``SupervisorError`` with ``'noproc'`` (not a live DynamicSupervisor),
+    ``'shutting_down'`` or ``'max_children'``.
+    """
+    if sup.__class__ is Pid:
+        proc = sup._proc  # type: ignore[union-attr]
+    elif isinstance(sup, str):
+        proc = rt._names.get(sup)
+    else:
+        raise TypeError(f"spawn_child: sup must be a Pid or a registered name, got {type(sup).__name__}")
+    spec = _spawn_spec(fn, args, restart, shutdown, child_id)
+    server = proc.system if proc is not None else None
+    if not isinstance(server, DynamicSupervisor) or not proc.alive:
+        raise SupervisorError("noproc")
+    if server._stopping:
+        raise SupervisorError("shutting_down")
+    if server.max_children is not None and len(server._children) + len(server._restarting) >= server.max_children:
+        raise SupervisorError("max_children")
+    pid, _ = rt._spawn(fn, args, {}, link_to=proc)
+    server._children[pid] = spec
+    return pid
 
 
 # ------------------------------------------------------------------------------------------
@@ -231,3 +310,8 @@ def partition_for(name: str, key: Any) -> Pid:
 def start_child_in_partition(name: str, key: Any, spec: Any, timeout: float | None = 5.0) -> Any:
     """Start ``spec`` in the partition that ``key`` hashes to; the child's pid."""
     return start_child(partition_for(name, key), spec, timeout)
+
+
+def spawn_child_in_partition(name: str, key: Any, fn: Any, *args: Any, **options: Any) -> Pid:
+    """:func:`spawn_child` in the partition that ``key`` hashes to."""
+    return spawn_child(partition_for(name, key), fn, *args, **options)

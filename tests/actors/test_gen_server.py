@@ -742,14 +742,14 @@ def test_bad_callback_return_crashes_with_bad_return_error(caplog, callback, bad
 
     class S(GenServer):
         def init(self, arg):
-            if callback == "handle_continue":
-                return ("ok", None, ("continue", 1))
             return ("ok", None)
 
         def handle_call(self, request, from_, state):
             return bad
 
         def handle_cast(self, request, state):
+            if callback == "handle_continue":
+                return ("noreply", state, ("continue", 1))
             return bad
 
         def handle_info(self, msg, state):
@@ -765,7 +765,7 @@ def test_bad_callback_return_crashes_with_bad_return_error(caplog, callback, bad
             with pytest.raises(CallExit) as info:
                 actors.call(pid, "x")
             assert isinstance(info.value.why, BadReturnError)
-        elif callback == "handle_cast":
+        elif callback in ("handle_cast", "handle_continue"):
             actors.cast(pid, "x")
         elif callback == "handle_info":
             actors.send(pid, "x")

@@ -533,6 +533,42 @@ def test_call_cast_and_stop_through_the_runtime(no_leaks):
     assert not ref2.is_alive()
 
 
+class Evil:
+    """A term whose == and truth raise, like a numpy array's would."""
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other):
+        raise RuntimeError("Evil.__eq__")
+
+    def __bool__(self):
+        raise RuntimeError("Evil.__bool__")
+
+
+def test_hostile_terms_do_not_crash_the_loop(no_leaks):
+    from actors._gen_server import _SYSTEM, _call
+
+    got = []
+
+    class Keeper(Actor):
+        def on_start(self):
+            actors.trap_exit(True)
+
+        def on_receive(self, message):
+            got.append(message)
+
+    ref = Keeper.start()
+    evil = Evil()
+    for msg in [(evil, 1, 2), (evil,), ("EXIT", evil, "r"), evil]:
+        actors.send(ref.pid, msg)
+    assert _call(ref.pid, _SYSTEM, evil, 1) == ("error", ("unknown_system_msg", evil))
+    assert _call(ref.pid, _SYSTEM, (evil, 1), 1) == ("error", ("unknown_system_msg", (evil, 1)))
+    ref.ask("marker", timeout=1)
+    assert [m if m is evil else m[0] if m[0] is evil else m[1] for m in got[:4]] == [evil] * 4
+    assert ref.is_alive()
+    ref.stop()
+
+
 # --------------------------------------------------------------------------------------
 # registry
 # --------------------------------------------------------------------------------------
@@ -583,6 +619,22 @@ def test_actor_initialised_by_pykkas_init_is_rewired(no_leaks):
     actors.exit(ref.pid, "kill")
     assert not ref.is_alive()
     assert _wait_down(mref) == "killed"
+
+
+def test_missing_super_init_and_double_start_are_errors(no_leaks):
+    class NoInit(Actor):
+        def __init__(self):
+            pass
+
+    with pytest.raises(AssertionError, match="super"):
+        NoInit.start()
+    obj = Recorder()
+    obj._start_actor_loop()  # pykka's seam, as pykka's own start would call it
+    with pytest.raises(RuntimeError, match="already been started"):
+        obj._start_actor_loop()
+    ref = obj.actor_ref
+    assert ref.ask("x", timeout=1) == ("ok", "x")
+    ref.stop()
 
 
 def test_actor_stopped_wait(no_leaks):

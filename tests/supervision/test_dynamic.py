@@ -221,3 +221,61 @@ def test_application_start_failure_raises_start_error(me):
     with pytest.raises(actors.StartError) as info:
         app.start()
     assert info.value.reason == ("shutdown", ("failed_to_start_child", "bad", "nope"))
+
+
+# -- spawn_child: a child without the start_child round trip ---------------------------
+
+
+def _idle_announcing(observer, tag):
+    actors.send(observer, ("started", tag, actors.self()))
+    while True:
+        msg = actors.receive()
+        if isinstance(msg, tuple) and msg[0] == "exit":
+            actors.exit(msg[1])
+
+
+def test_spawn_child_is_a_linked_supervised_child(me):
+    sup = DynamicSupervisor.start_link()
+    pid = supervision.spawn_child(sup, _idle_announcing, me, "s")
+    assert expect_started("s") == pid
+    assert sup in actors.process_info(pid)["links"]
+    assert [r.pid for r in supervision.which_children(sup)] == [pid]
+    ref = actors.monitor(pid)
+    actors.stop(sup, "shutdown")
+    assert down(ref) == "shutdown"
+
+
+def test_spawn_child_exit_is_seen_by_the_supervisor(me):
+    sup = DynamicSupervisor.start_link()
+    temp = supervision.spawn_child(sup, _idle_announcing, me, "t")
+    perm = supervision.spawn_child(sup, _idle_announcing, me, "p", restart="permanent")
+    expect_started("t"), expect_started("p")
+    actors.send(temp, ("exit", "boom"))
+    actors.send(perm, ("exit", "boom"))
+    new_perm = expect_started("p")
+    assert new_perm != perm
+    assert [r.pid for r in supervision.which_children(sup)] == [new_perm]
+
+
+def test_spawn_child_refusals(me):
+    sup = DynamicSupervisor.start_link({"max_children": 1})
+    supervision.spawn_child(sup, _idle_announcing, me, "a")
+    with pytest.raises(SupervisorError) as info:
+        supervision.spawn_child(sup, _idle_announcing, me, "b")
+    assert info.value.reason == "max_children"
+    static = supervision.start_link([])
+    with pytest.raises(SupervisorError) as info:
+        supervision.spawn_child(static, _idle_announcing, me, "c")
+    assert info.value.reason == "noproc"
+    with pytest.raises(ChildSpecError) as err:
+        supervision.spawn_child(sup, _idle_announcing, me, "d", restart="often")
+    assert err.value.field == "restart"
+    with pytest.raises(TypeError, match="sup must be"):
+        supervision.spawn_child(42, _idle_announcing)
+
+
+def test_spawn_child_in_partition_lands_in_the_keyed_partition(me):
+    PartitionSupervisor.start_link("pool.spawn", 3)
+    pid = supervision.spawn_child_in_partition("pool.spawn", "key", _idle_announcing, me, "k")
+    part = supervision.partition_for("pool.spawn", "key")
+    assert pid in [r.pid for r in supervision.which_children(part)]

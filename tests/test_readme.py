@@ -1,0 +1,27 @@
+"""The README's examples run as written."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+
+import actors
+
+README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
+
+
+def test_readme_python_blocks_run():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert blocks, "the README has no python example"
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102 - our own docs
+    assert actors.whereis("counter") is not None
+    actors.stop("counter")
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = README.read_text()
+    ci = (README.parent / ".ci" / "run").read_text()
+    command = "python3 -m pip install -e '.[test]' && python3 -m pytest -ra"
+    assert command in readme and command in ci
