@@ -30,6 +30,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
+import gevent
+
 from . import _runtime as rt
 from ._errors import BadReturnError, CallExit, Exit, StartError
 from ._runtime import TIMEOUT, Pid, Ref, _current, _deliver, receive
@@ -301,7 +303,8 @@ def _server_main(server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: 
         _log_crash(server, me.pid, e, "init", None)
         rt.send(parent, (_ACK, tag, "error", e))
         raise Exit(e) from None
-    if result.__class__ is tuple and len(result) in (2, 3) and result[0] == "ok":
+    ok = result.__class__ is tuple and len(result) in (2, 3) and result[0] == "ok"
+    if ok and (len(result) == 2 or _valid_timeout(result[2])):
         rt.send(parent, (_ACK, tag, "ok", None))
         # As OTP's gen: an unlinked server is its own parent, so an exit signal from
         # whoever called start() is an ordinary handle_info message, not a shutdown.
@@ -331,6 +334,8 @@ def _loop(server: GenServer, me: Any, state: Any, timeout: Any, parent: Pid) -> 
                 state, timeout = _noreply_result(server, "handle_continue", server.handle_continue(timeout[1], state))
                 continue
             else:
+                if timeout == 0:
+                    gevent.sleep(0)  # a loop of zero timeouts must still let other processes run
                 msg = receive(timeout=timeout / 1000.0, default=TIMEOUT)
                 if msg is TIMEOUT:
                     msg = "timeout"
@@ -366,10 +371,10 @@ def _call_result(server: GenServer, from_: From, result: Any) -> tuple[Any, Any]
     if result.__class__ is tuple:
         n = len(result)
         kind = result[0] if n else None
-        if kind == "reply" and n in (3, 4):
+        if kind == "reply" and (n == 3 or (n == 4 and _valid_timeout(result[3]))):
             reply(from_, result[1])
             return result[2], (result[3] if n == 4 else None)
-        if kind == "noreply" and n in (2, 3):
+        if kind == "noreply" and (n == 2 or (n == 3 and _valid_timeout(result[2]))):
             return result[1], (result[2] if n == 3 else None)
         if kind == "stop" and n == 4:
             reply(from_, result[2])
@@ -383,11 +388,23 @@ def _noreply_result(server: GenServer, callback: str, result: Any) -> tuple[Any,
     if result.__class__ is tuple:
         n = len(result)
         kind = result[0] if n else None
-        if kind == "noreply" and n in (2, 3):
+        if kind == "noreply" and (n == 2 or (n == 3 and _valid_timeout(result[2]))):
             return result[1], (result[2] if n == 3 else None)
         if kind == "stop" and n == 3:
             raise _Stop(result[1], result[2])
     raise BadReturnError(f"{type(server).__qualname__}.{callback}", result, _NOREPLY_RESULTS)
+
+
+def _valid_timeout(t: Any) -> bool:
+    """A callback's timeout element: ms >= 0, 'hibernate', 'infinity' or ('continue', arg)."""
+    if t is None:
+        return True
+    cls = t.__class__
+    if cls is int or cls is float:
+        return t >= 0
+    if cls is str:
+        return t == "hibernate" or t == "infinity"
+    return cls is tuple and len(t) == 2 and t[0].__class__ is str and t[0] == "continue"
 
 
 def _system(server: GenServer, me: Any, from_: From, request: Any, state: Any, parent: Pid) -> Any:
@@ -449,3 +466,18 @@ def _log_crash(server: GenServer, pid: Pid, reason: Any, where: str, last_msg: A
         exc_info=exc_info,
         extra={"pid": str(pid), "reason": reason, "where": where},
     )
+
+
+def enter_loop(server: GenServer, state: Any, *, parent: Pid | None = None, timeout: Any = None) -> None:
+    """Make the calling process a GenServer running ``server`` from ``state`` (OTP's enter_loop).
+
+    For processes started some other way (e.g. ``spawn_child``) that want the GenServer
+    loop, its call/cast/system handling and its terminate rules. ``parent`` is the
+    process whose exit stops a trapping server (default: the caller itself, so none).
+    Does not return: the process ends when the server stops.
+    """
+    if not isinstance(server, GenServer):
+        raise TypeError(f"enter_loop: server must be a GenServer instance, got {server!r}")
+    me = _current()
+    me.system = server
+    _loop(server, me, state, timeout, parent if parent is not None else me.pid)

@@ -472,7 +472,9 @@ def receive(
     if timeout is not None:
         if not isinstance(timeout, (int, float)):
             raise TypeError(f"receive: timeout must be a number of seconds or None, got {type(timeout).__name__}")
-        deadline = get_hub().loop.now() + timeout
+        loop = get_hub().loop
+        loop.update_now()  # the cached loop time lags after CPU work; count from the call
+        deadline = loop.now() + timeout
     mailbox = proc.mailbox
     scanned = 0
     while True:
@@ -836,6 +838,7 @@ def send_after(dest: "Pid | str", msg: Any, ms: float) -> TimerRef:
     if dest.__class__ is not Pid and not isinstance(dest, str):
         raise TypeError(f"send_after: dest must be a Pid or a registered name, got {type(dest).__name__}")
     loop = get_hub().loop
+    loop.update_now()  # as gevent.sleep: the delay counts from now, not the cached loop time
     watcher = loop.timer(ms / 1000.0)
     tref = TimerRef(watcher, loop.now() + ms / 1000.0)
     watcher.start(_timer_fired, tref, dest, msg)
@@ -865,7 +868,9 @@ def cancel_timer(tref: TimerRef) -> float | bool:
     tref._watcher = None
     watcher.stop()
     watcher.close()
-    return max(0.0, (tref._due - get_hub().loop.now()) * 1000.0)
+    loop = get_hub().loop
+    loop.update_now()
+    return max(0.0, (tref._due - loop.now()) * 1000.0)
 
 
 # --------------------------------------------------------------------------------------

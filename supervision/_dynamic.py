@@ -152,9 +152,9 @@ class DynamicSupervisor(GenServer):
             return ("noreply", self)
         if spec.restart == "temporary" or (spec.restart == "transient" and is_clean_exit(reason)):
             if not is_clean_exit(reason):
-                report(logging.ERROR, "child_terminated", actors.self(), spec.id, pid, reason, "not restarted")
+                report(logging.INFO, "child_terminated", actors.self(), spec.id, pid, reason, "not restarted")
             return ("noreply", self)
-        report(logging.ERROR, "child_terminated", actors.self(), spec.id, pid, reason, "restarting")
+        report(logging.INFO, "child_terminated", actors.self(), spec.id, pid, reason, "restarting")
         return self._restart(spec, reason)
 
     def _restart(self, spec: ChildSpec, reason: Any) -> Any:

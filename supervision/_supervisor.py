@@ -240,12 +240,12 @@ class Supervisor(GenServer):
         me = actors.self()
         if spec.restart == "temporary" or (spec.restart == "transient" and is_clean_exit(reason)):
             if not is_clean_exit(reason):
-                report(logging.ERROR, "child_terminated", me, spec.id, pid, reason, "not restarted (temporary)")
+                report(logging.INFO, "child_terminated", me, spec.id, pid, reason, "not restarted (temporary)")
             child.pid = None
             if spec.restart == "temporary":
                 self._children.remove(child)
             return ("noreply", self)
-        report(logging.ERROR, "child_terminated", me, spec.id, pid, reason, "restarting")
+        report(logging.INFO, "child_terminated", me, spec.id, pid, reason, "restarting")
         child.pid = None
         return self._restart(child, reason)
 

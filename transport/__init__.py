@@ -1,5 +1,59 @@
-"""transport: Phoenix's wire protocol, sockets, channels and PubSub (next issues).
+"""transport: Phoenix's sockets, channels and PubSub on greenphx's processes.
 
-The package is reserved by the design card's layout; it gains its modules with the
-sockets/channels/PubSub issue.
+Put it in your tree::
+
+    from supervision import Application
+    from transport import Endpoint
+    from transport.pubsub import PubSub
+
+    endpoint = Endpoint("MyApp.Endpoint", pubsub_server="MyApp.PubSub", sockets=[("/socket", UserSocket)])
+    app = Application([PubSub.child_spec(name="MyApp.PubSub"), *endpoint.child_specs()])
+
+Write sockets by subclassing :class:`SocketHandler` and channels by subclassing
+:class:`Channel`; push, broadcast and reply from a channel with the functions below.
+``transport.testing.SocketClient`` drives a socket in-process (frames in, frames out).
 """
+
+from . import _telemetry as telemetry
+from ._channel import (
+    Channel,
+    ChannelServer,
+    broadcast,
+    broadcast_from,
+    broadcast_from_or_raise,
+    broadcast_or_raise,
+    dispatch,
+    push,
+    reply,
+    socket_ref,
+)
+from ._endpoint import Endpoint
+from ._message import Binary, Broadcast, InvalidMessageError, Message, Reply
+from ._socket import Socket, SocketConnection, SocketHandler, connect
+from ._transport import close_code, serve
+
+__all__ = [
+    "Binary",
+    "Broadcast",
+    "Channel",
+    "ChannelServer",
+    "Endpoint",
+    "InvalidMessageError",
+    "Message",
+    "Reply",
+    "Socket",
+    "SocketConnection",
+    "SocketHandler",
+    "broadcast",
+    "broadcast_from",
+    "broadcast_from_or_raise",
+    "broadcast_or_raise",
+    "close_code",
+    "connect",
+    "dispatch",
+    "push",
+    "reply",
+    "serve",
+    "socket_ref",
+    "telemetry",
+]

@@ -11,8 +11,7 @@ import time
 from collections import Counter
 
 import gevent
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import actors
@@ -308,7 +307,7 @@ def _model_worker(test):
         actors.send(test, ("ack", seq))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, database=None)
 @given(ops)
 def test_links_and_exit_signals_match_a_model(ops):
     me = actors.self()
@@ -348,7 +347,7 @@ def test_links_and_exit_signals_match_a_model(ops):
                 arg = (pids[op[2]], op[3])
                 model.signal(op[2], op[3], i)
             actors.send(pids[i], ("cmd", seq, kind, arg))
-            msg = actors.receive(lambda m, s=seq, d=is_down_of(i): m == ("ack", s) or d(m), timeout=2)
+            msg = actors.receive(lambda m, s=seq, d=is_down_of(i): m == ("ack", s) or d(m), timeout=0.5)
             if msg[0] == "DOWN":
                 downs[i] = msg[4]
 

@@ -315,7 +315,7 @@ def test_start_with_taken_name_raises_already_started(no_leaks):
 
 def test_start_link_with_taken_name_trapping_leaves_no_exit():
     actors.trap_exit(True)
-    first = Counter.start(name="gs_taken2")
+    Counter.start(name="gs_taken2")
     with pytest.raises(StartError):
         Counter.start_link(name="gs_taken2")
     assert actors.receive(timeout=0.05, default=TIMEOUT) is TIMEOUT
@@ -644,7 +644,6 @@ def test_call_unregistered_name_raises_noproc():
 
 
 def test_callee_dying_mid_call_raises_its_reason():
-    killer_ready = []
 
     def killer():
         target = actors.receive()
@@ -683,7 +682,7 @@ def test_linked_non_trapping_caller_dies_with_the_callee_reason():
             actors.send(me, "got CallExit")
             raise
 
-    pid, ref = actors.spawn_monitor(caller, actors.self())
+    _pid, ref = actors.spawn_monitor(caller, actors.self())
     reason = _wait_down(ref)
     assert isinstance(reason, ValueError)
 
@@ -710,7 +709,7 @@ def test_calling_self_from_a_plain_process():
 def test_uncaught_call_exit_ends_a_process_with_otp_reason():
     dead, ref0 = actors.spawn_monitor(lambda: None)
     _wait_down(ref0)
-    pid, ref = actors.spawn_monitor(lambda: actors.call(dead, "q"))
+    _pid, ref = actors.spawn_monitor(lambda: actors.call(dead, "q"))
     assert _wait_down(ref) == ("noproc", ("call", dead, "q"))
 
 
@@ -738,7 +737,6 @@ def test_reply_rejects_a_bad_from():
     ],
 )
 def test_bad_callback_return_crashes_with_bad_return_error(caplog, callback, bad):
-    me = actors.self()
 
     class S(GenServer):
         def init(self, arg):
@@ -780,6 +778,95 @@ def test_bad_callback_return_crashes_with_bad_return_error(caplog, callback, bad
     errors = _errors(caplog)
     assert len(errors) == 1
     assert errors[0].exc_info[1] is reason
+
+
+@pytest.mark.parametrize("timeout", ["soon", -5, ("continue",), [1], True])
+@pytest.mark.parametrize("callback", ["handle_call", "handle_cast", "handle_info"])
+def test_bad_timeout_element_is_a_bad_return_naming_the_callback(caplog, callback, timeout):
+    class S(GenServer):
+        def handle_call(self, request, from_, state):
+            return ("reply", "answer", state, timeout)
+
+        def handle_cast(self, request, state):
+            return ("noreply", state, timeout)
+
+        def handle_info(self, msg, state):
+            return ("noreply", state, timeout)
+
+    with caplog.at_level(logging.DEBUG, logger="actors"):
+        pid = S.start()
+        ref = actors.monitor(pid)
+        if callback == "handle_call":
+            with pytest.raises(CallExit):
+                actors.call(pid, "x")
+        elif callback == "handle_cast":
+            actors.cast(pid, "x")
+        else:
+            actors.send(pid, "x")
+        reason = _wait_down(ref)
+        gevent.sleep(0)
+    assert isinstance(reason, BadReturnError)
+    assert reason.callback.endswith(f"S.{callback}")
+    assert len(_errors(caplog)) == 1
+
+
+def test_zero_timeout_loop_does_not_starve_other_processes():
+    # OTP's "keep working" idiom: ('noreply', state, 0) until done. On greenlets a loop
+    # of zero timeouts must still let other processes run between its steps.
+    me = actors.self()
+    ticks = []
+
+    def ticker():
+        while True:
+            ticks.append(1)
+            gevent.sleep(0)
+
+    class Worker(GenServer):
+        def init(self, arg):
+            return ("ok", 0, 0)
+
+        def handle_info(self, msg, n):
+            if n < 200:
+                return ("noreply", n + 1, 0)
+            actors.send(me, ("done", len(ticks)))
+            return ("noreply", n)
+
+    t = actors.spawn(ticker)
+    Worker.start()
+    tag, seen = actors.receive(timeout=5)
+    actors.exit(t, "kill")
+    assert tag == "done"
+    assert seen >= 100  # the ticker ran while the worker looped
+
+
+def test_bad_timeout_element_from_init_is_a_start_error():
+    class S(GenServer):
+        def init(self, arg):
+            return ("ok", None, "soon")
+
+    with pytest.raises(StartError) as info:
+        S.start()
+    assert info.value.reason == ("bad_return_value", ("ok", None, "soon"))
+
+
+@pytest.mark.parametrize("timeout", [0, 5, 2.5, None, "hibernate", "infinity", ("continue", 1)])
+def test_valid_timeout_elements_are_accepted(timeout):
+    class S(GenServer):
+        def handle_cast(self, request, state):
+            return ("noreply", state, timeout)
+
+        def handle_continue(self, arg, state):
+            return ("noreply", state)
+
+        def handle_info(self, msg, state):
+            return ("noreply", state)
+
+        def handle_call(self, request, from_, state):
+            return ("reply", "alive", state)
+
+    pid = S.start()
+    actors.cast(pid, "x")
+    assert actors.call(pid, "ping") == "alive"
 
 
 # --------------------------------------------------------------------------------------
@@ -853,7 +940,7 @@ def test_terminate_is_called_on_a_crash_with_the_exception():
     me = actors.self()
     pid = Counter.start({"to": me})
     actors.cast(pid, "crash")
-    tag, reason, n = actors.receive(timeout=2)
+    tag, reason, _n = actors.receive(timeout=2)
     assert tag == "terminate" and isinstance(reason, KeyError)
 
 
@@ -912,7 +999,7 @@ def test_terminate_runs_when_the_parent_is_sent_shutdown():
         actors.receive()
 
     p = actors.spawn(parent)
-    _, server = actors.receive(timeout=2)
+    _, _server = actors.receive(timeout=2)
     actors.exit(p, "shutdown")
     assert actors.receive(timeout=2) == ("terminate", "shutdown", 0)
 

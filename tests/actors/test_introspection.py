@@ -6,7 +6,7 @@ import gevent
 import pytest
 
 import actors
-from actors import TIMEOUT, CallExit, GenServer
+from actors import CallExit, GenServer
 from actors import _runtime as rt
 
 INFO_KEYS = {
@@ -234,7 +234,6 @@ def test_system_requests_to_dead_server_raise_noproc():
 
 
 def test_system_requests_do_not_disturb_normal_messages():
-    me = actors.self()
 
     class Rec(GenServer):
         def init(self, arg):
@@ -256,7 +255,6 @@ def test_system_requests_do_not_disturb_normal_messages():
 
 
 def test_trace_delivers_receive_events_to_the_caller():
-    me = actors.self()
     pid = actors.spawn(distinctive_waiting_function_name)
     assert actors.trace(pid) is True
     actors.send(pid, "hello")
@@ -309,7 +307,6 @@ def test_trace_stops_when_told():
 
 
 def test_trace_stops_when_the_tracer_dies():
-    me = actors.self()
     before = rt._tracing
     pid = actors.spawn(distinctive_waiting_function_name)
     t = actors.spawn(_block)

@@ -86,7 +86,7 @@ def test_monitors_are_one_way_watcher_death_does_not_touch_target():
         actors.monitor(target)
         actors.exit("watcher_gone")
 
-    w, wref = actors.spawn_monitor(watcher)
+    _w, wref = actors.spawn_monitor(watcher)
     assert _wait_down(wref) == "watcher_gone"
     assert actors.is_alive(target)
     assert actors.process_info(target)["monitored_by"] == []

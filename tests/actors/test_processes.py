@@ -80,7 +80,7 @@ def test_spawn_link_child_crash_kills_its_parent_with_the_same_reason():
         actors.spawn_link(child)
         actors.receive()
 
-    pid, ref = actors.spawn_monitor(parent)
+    _pid, ref = actors.spawn_monitor(parent)
     assert _wait_down(ref) is err
 
 
@@ -568,7 +568,7 @@ def test_crash_reason_is_the_exception_object():
     def crash():
         raise err
 
-    pid, ref = actors.spawn_monitor(crash)
+    _pid, ref = actors.spawn_monitor(crash)
     assert _wait_down(ref) is err
 
 
@@ -624,7 +624,7 @@ def test_crash_of_linked_processes_is_logged_once_not_per_victim(caplog):
 )
 def test_non_crash_exits_of_raw_processes_are_not_logged_as_errors(caplog, how):
     with caplog.at_level(logging.DEBUG, logger="actors"):
-        pid, ref = actors.spawn_monitor(how)
+        _pid, ref = actors.spawn_monitor(how)
         _wait_down(ref)
         gevent.sleep(0)
     assert _error_records(caplog) == []
@@ -642,5 +642,15 @@ def test_killed_process_is_not_logged(caplog):
 
 def test_exit_reason_of_explicit_exit_is_its_argument():
     obj = object()
-    pid, ref = actors.spawn_monitor(lambda: actors.exit(obj))
+    _pid, ref = actors.spawn_monitor(lambda: actors.exit(obj))
     assert _wait_down(ref) is obj
+
+
+def test_receive_timeout_counts_from_the_call_even_after_busy_work():
+    gevent.sleep(0.005)  # the loop blocks, then caches its clock
+    end = time.perf_counter() + 0.15
+    while time.perf_counter() < end:
+        pass  # compute without yielding: the event loop's cached clock falls behind
+    start = time.perf_counter()
+    assert actors.receive(timeout=0.1, default=TIMEOUT) is TIMEOUT
+    assert time.perf_counter() - start >= 0.09

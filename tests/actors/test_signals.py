@@ -89,7 +89,7 @@ class NumpyLike:
 
 def test_normal_exit_does_not_kill_a_linked_non_trapping_process():
     a = actors.spawn(_block)
-    b, bref = actors.spawn_monitor(lambda: actors.link(a))
+    _b, bref = actors.spawn_monitor(lambda: actors.link(a))
     assert _wait_down(bref) == "normal"
     gevent.sleep(0)
     assert actors.is_alive(a)
@@ -248,7 +248,7 @@ def test_exit_kill_cannot_be_trapped():
 
 
 def test_exit_kill_propagates_to_links_as_killed():
-    a, b_trapping = _linked_pair(trap_b=True)
+    a, _b_trapping = _linked_pair(trap_b=True)
     c = actors.spawn(lambda: (actors.link(a), actors.receive()))
     cref = actors.monitor(c)
     gevent.sleep(0)
@@ -317,7 +317,7 @@ def test_exit_self_normal_ends_the_caller():
         actors.exit(actors.self(), "normal")
         actors.send(me, "still running")  # never reached
 
-    pid, ref = actors.spawn_monitor(quitter)
+    _pid, ref = actors.spawn_monitor(quitter)
     assert _wait_down(ref) == "normal"
     assert actors.receive(lambda m: m == "still running", timeout=0, default=TIMEOUT) is TIMEOUT
 
@@ -412,7 +412,7 @@ def test_link_to_a_dead_pid_when_trapping_delivers_exit_noproc():
 def test_link_to_dead_pid_ends_an_untrapping_process_with_noproc():
     dead, ref = actors.spawn_monitor(lambda: None)
     _wait_down(ref)
-    pid, ref2 = actors.spawn_monitor(lambda: actors.link(dead))
+    _pid, ref2 = actors.spawn_monitor(lambda: actors.link(dead))
     assert _wait_down(ref2) == "noproc"
 
 
@@ -696,7 +696,7 @@ def test_hostile_reason_propagates_through_links_and_monitors(cls):
 def test_hostile_reason_from_process_exit_and_to_trapping_process(cls):
     reason = cls()
     actors.trap_exit(True)
-    pid = actors.spawn_link(actors.exit, reason)
+    actors.spawn_link(actors.exit, reason)
     msg = actors.receive(timeout=2)
     assert msg[0] == "EXIT" and msg[2] is reason
     # And as an exit signal sent to a trapping process.

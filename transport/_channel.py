@@ -1,0 +1,428 @@
+"""Phoenix.Channel and Phoenix.Channel.Server: one process per joined topic.
+
+Write a channel by subclassing :class:`Channel`::
+
+    class RoomChannel(Channel):
+        intercept = ["user_joined"]              # events that go through handle_out
+
+        def join(self, topic, payload, socket):
+            return ("ok", socket)                # | ("ok", reply, socket) | ("error", reply)
+
+        def handle_in(self, event, payload, socket):
+            broadcast(socket, "new_msg", payload)
+            return ("reply", ("ok", {}), socket) # | ("noreply", socket) | ("stop", reason, socket)
+
+        def handle_out(self, event, payload, socket):
+            push(socket, event, payload)
+            return ("noreply", socket)
+
+Each joined channel is a process under the socket's partitioned pool supervisor. It
+monitors the transport process and exits when it does, rewriting a ``normal`` transport
+exit to ``('shutdown', 'closed')``. Stopping with ``normal``, ``shutdown`` or
+``('shutdown', term)`` tells the transport to send ``phx_close``; any other exit makes it
+send ``phx_error``.
+
+A custom channel is any class with a ``child_spec(arg)`` classmethod returning a child spec
+whose process, once started, receives ``('Phoenix.Channel', payload, from_, socket)`` and
+must answer with ``actors.reply(from_, ('ok' | 'error', reply_payload))``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Any
+
+import actors
+from actors import GenServer, Pid
+from actors import _runtime as rt
+
+from . import _telemetry
+from ._message import Broadcast, Message, Reply
+
+log = logging.getLogger("transport.channel")
+
+__all__ = [
+    "Channel",
+    "broadcast",
+    "broadcast_from",
+    "broadcast_from_or_raise",
+    "broadcast_or_raise",
+    "dispatch",
+    "join",
+    "push",
+    "reply",
+    "socket_ref",
+]
+
+JOIN_MESSAGE = "Phoenix.Channel"
+
+_HANDLE_IN_RESULTS = (
+    "('noreply', socket) | ('noreply', socket, timeout) | ('reply', (status, response), socket) | "
+    "('reply', status, socket) | ('stop', reason, socket) | ('stop', reason, (status, response), socket) | "
+    "('stop', reason, status, socket)"
+)
+_NOREPLY_RESULTS = "('noreply', socket) | ('noreply', socket, timeout) | ('stop', reason, socket)"
+
+
+class Channel:
+    """Base class of a channel; override the callbacks you need."""
+
+    #: Events that are not fastlaned to transports but go through ``handle_out``.
+    intercept: list[str] = []
+
+    def join(self, topic: str, payload: Any, socket: Any) -> Any:
+        """Authorize a join: ('ok', socket), ('ok', reply, socket) or ('error', reply)."""
+        raise NotImplementedError(f"{type(self).__qualname__} must define join(topic, payload, socket)")
+
+    def handle_in(self, event: str, payload: Any, socket: Any) -> Any:
+        """A message from the client."""
+        raise NotImplementedError(f"{type(self).__qualname__} received {event!r} but defines no handle_in")
+
+    def handle_out(self, event: str, payload: Any, socket: Any) -> Any:
+        """An intercepted broadcast; the default pushes it on unchanged."""
+        push(socket, event, payload)
+        return ("noreply", socket)
+
+    def handle_info(self, msg: Any, socket: Any) -> Any:
+        """Any other message; the default logs it and carries on."""
+        log.warning("%s %s received unexpected message in handle_info: %r", type(self).__qualname__, actors.self(), msg)
+        return ("noreply", socket)
+
+    def handle_call(self, request: Any, from_: Any, socket: Any) -> Any:
+        """A ``call`` to the channel process."""
+        raise RuntimeError(f"{type(self).__qualname__} received call {request!r} but defines no handle_call")
+
+    def handle_cast(self, request: Any, socket: Any) -> Any:
+        """A ``cast`` to the channel process."""
+        raise RuntimeError(f"{type(self).__qualname__} received cast {request!r} but defines no handle_cast")
+
+    def terminate(self, reason: Any, socket: Any) -> None:
+        """Called when the channel stops (leave, close, crash)."""
+
+
+# ------------------------------------------------------------------------------------------
+# The channel API (called from inside a channel)
+# ------------------------------------------------------------------------------------------
+
+
+def _assert_joined(socket: Any, fn: str) -> None:
+    if not socket.joined:
+        raise RuntimeError(f"{fn}/3 can only be called after the socket has finished joining (from join, use a message to self)")
+
+
+def push(socket: Any, event: str, payload: Any) -> None:
+    """Send ``event`` with ``payload`` to this channel's client."""
+    _assert_joined(socket, "push")
+    if event.__class__ is not str:
+        raise TypeError(f"push: event must be a str, got {type(event).__name__}")
+    frame = socket.serializer.encode(Message(topic=socket.topic, event=event, payload=payload, ref=None, join_ref=socket.join_ref))
+    actors.send(socket.transport_pid, ("socket_push", frame[0], frame[1]))
+
+
+def broadcast(socket: Any, event: str, payload: Any) -> Any:
+    """Broadcast ``event`` to every subscriber of the socket's topic (this client too).
+
+    Returns ``'ok'`` or ``('error', reason)``; :func:`broadcast_or_raise` raises instead.
+    """
+    _assert_joined(socket, "broadcast")
+    return _broadcast(socket.pubsub_server, None, socket.topic, event, payload, raising=False)
+
+
+def broadcast_or_raise(socket: Any, event: str, payload: Any) -> None:
+    """As :func:`broadcast` (Phoenix's ``broadcast!``), raising ``BroadcastError`` on failure."""
+    _assert_joined(socket, "broadcast")
+    _broadcast(socket.pubsub_server, None, socket.topic, event, payload, raising=True)
+
+
+def broadcast_from(socket: Any, event: str, payload: Any) -> Any:
+    """Broadcast to every subscriber of the topic except this channel's client."""
+    _assert_joined(socket, "broadcast_from")
+    return _broadcast(socket.pubsub_server, socket.channel_pid, socket.topic, event, payload, raising=False)
+
+
+def broadcast_from_or_raise(socket: Any, event: str, payload: Any) -> None:
+    """As :func:`broadcast_from` (Phoenix's ``broadcast_from!``), raising on failure."""
+    _assert_joined(socket, "broadcast_from")
+    _broadcast(socket.pubsub_server, socket.channel_pid, socket.topic, event, payload, raising=True)
+
+
+def _broadcast(pubsub_server: str, from_pid: Pid | None, topic: str, event: str, payload: Any, *, raising: bool) -> Any:
+    from . import pubsub
+
+    message = Broadcast(topic=topic, event=event, payload=payload)
+    if from_pid is None:
+        fn = pubsub.broadcast_or_raise if raising else pubsub.broadcast
+        return fn(pubsub_server, topic, message, dispatch)
+    fn = pubsub.broadcast_from_or_raise if raising else pubsub.broadcast_from
+    return fn(pubsub_server, from_pid, topic, message, dispatch)
+
+
+def socket_ref(socket: Any) -> tuple:
+    """A reference to the current message, for replying later with :func:`reply`."""
+    _assert_joined(socket, "socket_ref")
+    if socket.ref is None:
+        raise RuntimeError("socket_ref can only be called from handle_in, while a message ref is set")
+    return (socket.transport_pid, socket.serializer, socket.topic, socket.ref, socket.join_ref)
+
+
+def reply(ref: tuple, result: Any) -> None:
+    """Reply asynchronously to a client message: ``reply(socket_ref(socket), ('ok', {...}))``."""
+    transport_pid, serializer, topic, msg_ref, join_ref = ref
+    status, payload = _reply_parts(result, "reply")
+    frame = serializer.encode(Reply(topic=topic, status=status, payload=payload, ref=msg_ref, join_ref=join_ref))
+    actors.send(transport_pid, ("socket_push", frame[0], frame[1]))
+
+
+def _reply_parts(result: Any, where: str) -> tuple[str, Any]:
+    if result.__class__ is str:
+        return result, {}
+    if result.__class__ is tuple and len(result) == 2 and result[0].__class__ is str:
+        return result[0], result[1]
+    raise actors.BadReturnError(where, result, "status or (status, response)")
+
+
+# ------------------------------------------------------------------------------------------
+# The fastlane: Phoenix.Channel.Server.dispatch/3
+# ------------------------------------------------------------------------------------------
+
+
+def dispatch(entries: Any, from_pid: Pid | None, message: Any) -> None:
+    """Deliver a broadcast: encoded once per serializer, straight to each transport.
+
+    Subscribers with fastlane metadata ``('fastlane', transport_pid, serializer,
+    intercepts)`` get the encoded frame at their transport, unless the event is
+    intercepted (then the channel process gets the Broadcast); others get the message.
+    """
+    send = actors.send
+    if message.__class__ is not Broadcast:
+        for pid, _meta in entries:
+            if pid != from_pid:
+                send(pid, message)
+        return
+    event = message.event
+    cache: dict[Any, tuple] = {}
+    for pid, meta in entries:
+        if pid == from_pid:
+            continue
+        if meta.__class__ is tuple and len(meta) == 4 and meta[0] == "fastlane":
+            if event in meta[3]:
+                send(pid, message)
+                continue
+            serializer = meta[2]
+            push_msg = cache.get(serializer)
+            if push_msg is None:
+                frame = serializer.fastlane(message)
+                push_msg = cache[serializer] = ("socket_push", frame[0], frame[1])
+            send(meta[1], push_msg)
+        else:
+            send(pid, message)
+
+
+# ------------------------------------------------------------------------------------------
+# Joining: runs in the transport process
+# ------------------------------------------------------------------------------------------
+
+
+def join(socket: Any, channel: Any, message: Message, opts: dict) -> tuple:
+    """Start a channel process and join it: ('ok', reply, pid) or ('error', reply)."""
+    import supervision
+
+    assigns = {**socket.assigns, **opts.get("assigns", {})}
+    chan_socket = replace(
+        socket,
+        topic=message.topic,
+        channel=channel,
+        join_ref=message.join_ref if message.join_ref is not None else message.ref,
+        assigns=assigns,
+        private=dict(socket.private),
+    )
+    me = actors.self()
+    tag = actors.make_ref()
+    from_ = (me, tag)
+    pool = socket.endpoint.pool_name(socket.handler)
+    try:
+        if isinstance(channel, type) and issubclass(channel, Channel):
+            pid = supervision.spawn_child_in_partition(pool, me, _channel_main, channel, from_)
+        else:
+            pid = supervision.start_child_in_partition(pool, me, channel.child_spec((socket.endpoint, from_)))
+    except Exception as e:  # noqa: BLE001 - a failed start is a crashed join, as in Phoenix
+        log.error("could not start channel %r for %s: %r", channel, message.topic, e)
+        return ("error", {"reason": "join crashed"})
+    actors.send(pid, (JOIN_MESSAGE, message.payload, from_, chan_socket))
+    mref = actors.monitor(pid)
+    answer = actors.receive(lambda m: m.__class__ is tuple and len(m) >= 2 and (m[0] is tag or (m[1] is mref and m[0] == "DOWN")))
+    if answer[0] is tag:
+        actors.demonitor(mref, flush=True)
+        result = answer[1]
+        if result.__class__ is tuple and len(result) == 2 and result[0] == "ok":
+            return ("ok", result[1], pid)
+        if result.__class__ is tuple and len(result) == 2 and result[0] == "error":
+            return ("error", result[1])
+        log.error("channel %r answered its join with %r; expected ('ok', reply) or ('error', reply)", channel, result)
+        actors.exit(pid, "kill")
+        return ("error", {"reason": "join crashed"})
+    log.error("channel %r crashed while joining %s: %r", channel, message.topic, answer[4])
+    return ("error", {"reason": "join crashed"})
+
+
+def _channel_main(channel_cls: type[Channel], from_: tuple) -> None:
+    """The body of a channel process started under the pool (Channel.Server's init)."""
+    me = rt._current()
+    parent = next(iter(me.links)).pid if me.links else me.pid
+    server = ChannelServer(channel_cls())
+    waiting = actors.monitor(from_[0])
+    actors.enter_loop(server, _Waiting(waiting), parent=parent)
+
+
+class _Waiting:
+    """The state before the join message arrives: the transport's monitor ref."""
+
+    __slots__ = ("ref",)
+
+    def __init__(self, ref: Any) -> None:
+        self.ref = ref
+
+    def __repr__(self) -> str:
+        return "<channel waiting for its join>"
+
+
+class ChannelServer(GenServer):
+    """Phoenix.Channel.Server: runs a user Channel inside a GenServer loop."""
+
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+
+    def handle_info(self, msg: Any, socket: Any) -> Any:
+        if socket.__class__ is _Waiting:
+            return self._before_join(msg, socket)
+        cls = msg.__class__
+        if cls is Message and msg.topic == socket.topic:
+            if msg.event == "phx_leave":
+                socket.ref = msg.ref
+                return self._handle_in_result(("stop", ("shutdown", "left"), "ok", socket))
+            return self._handle_in(msg, socket)
+        if cls is Broadcast:
+            if msg.event == "phx_drain":
+                actors.send(socket.transport_pid, "socket_drain")
+                return ("stop", ("shutdown", "draining"), socket)
+            if msg.topic == socket.topic:
+                return self._result(self.channel.handle_out(msg.event, msg.payload, socket), "handle_out")
+        elif cls is tuple and len(msg) == 5 and msg[0] == "DOWN" and msg[3] == socket.transport_pid:
+            reason = msg[4]
+            if reason.__class__ is str and reason == "normal":
+                reason = ("shutdown", "closed")
+            return ("stop", reason, socket)
+        return self._result(self.channel.handle_info(msg, socket), "handle_info")
+
+    def handle_call(self, request: Any, from_: Any, socket: Any) -> Any:
+        result = self.channel.handle_call(request, from_, socket)
+        if result.__class__ is tuple and len(result) == 3 and result[0] == "reply":
+            return result
+        return self._result(result, "handle_call")
+
+    def handle_cast(self, request: Any, socket: Any) -> Any:
+        return self._result(self.channel.handle_cast(request, socket), "handle_cast")
+
+    def terminate(self, reason: Any, socket: Any) -> None:
+        if socket.__class__ is not _Waiting:
+            self.channel.terminate(reason, socket)
+
+    # -- join -----------------------------------------------------------------------------
+
+    def _before_join(self, msg: Any, waiting: _Waiting) -> Any:
+        if msg.__class__ is tuple and len(msg) == 4 and msg[0] == JOIN_MESSAGE:
+            _tag, payload, from_, socket = msg
+            actors.demonitor(waiting.ref)
+            return self._join(payload, from_, socket)
+        if msg.__class__ is tuple and len(msg) == 5 and msg[0] == "DOWN" and msg[1] is waiting.ref:
+            return ("stop", msg[4], waiting)
+        return ("noreply", waiting)
+
+    def _join(self, payload: Any, from_: tuple, socket: Any) -> Any:
+        socket.channel_pid = actors.self()
+        actors.set_label(("channel", socket.topic))
+        start = time.monotonic_ns()
+        result = self.channel.join(socket.topic, payload, socket)
+        if result.__class__ is tuple and len(result) == 2 and result[0] == "ok":
+            reply_msg, state = ("ok", {}), self._after_join(result[1])
+        elif result.__class__ is tuple and len(result) == 3 and result[0] == "ok":
+            reply_msg, state = ("ok", result[1]), self._after_join(result[2])
+        elif result.__class__ is tuple and len(result) == 2 and result[0] == "error":
+            reply_msg, state = ("error", result[1]), ("stop", "shutdown", socket)
+        else:
+            raise actors.BadReturnError(
+                f"{type(self.channel).__qualname__}.join", result, "('ok', socket) | ('ok', reply, socket) | ('error', reply)"
+            )
+        _telemetry.execute(
+            ("phoenix", "channel_joined"),
+            {"duration": time.monotonic_ns() - start},
+            {"params": payload, "socket": socket, "result": reply_msg[0]},
+        )
+        actors.reply(from_, reply_msg)
+        return state
+
+    def _after_join(self, socket: Any) -> Any:
+        from . import pubsub
+
+        if socket.pubsub_server is None:
+            raise RuntimeError("the socket's endpoint has no pubsub_server configured")
+        actors.monitor(socket.transport_pid)
+        fastlane = ("fastlane", socket.transport_pid, socket.serializer, frozenset(self.channel.intercept))
+        pubsub.subscribe(socket.pubsub_server, socket.topic, fastlane)
+        socket.joined = True
+        return ("noreply", socket)
+
+    # -- messages -------------------------------------------------------------------------
+
+    def _handle_in(self, msg: Message, socket: Any) -> Any:
+        socket.ref = msg.ref
+        start = time.monotonic_ns()
+        result = self.channel.handle_in(msg.event, msg.payload, socket)
+        _telemetry.execute(
+            ("phoenix", "channel_handled_in"),
+            {"duration": time.monotonic_ns() - start},
+            {"ref": msg.ref, "event": msg.event, "params": msg.payload, "socket": socket},
+        )
+        return self._handle_in_result(result)
+
+    def _handle_in_result(self, result: Any) -> Any:
+        if result.__class__ is tuple and result and result[0] == "reply" and len(result) == 3:
+            socket = result[2]
+            self._send_reply(socket, result[1], "handle_in")
+            socket.ref = None
+            return ("noreply", socket)
+        if result.__class__ is tuple and result and result[0] == "stop" and len(result) == 4:
+            socket = result[3]
+            self._send_reply(socket, result[2], "handle_in")
+            return self._result(("stop", result[1], socket), "handle_in")
+        return self._result(result, "handle_in")
+
+    def _send_reply(self, socket: Any, result: Any, callback: str) -> None:
+        status, payload = _reply_parts(result, f"{type(self.channel).__qualname__}.{callback} reply")
+        frame = socket.serializer.encode(Reply(topic=socket.topic, status=status, payload=payload, ref=socket.ref, join_ref=socket.join_ref))
+        actors.send(socket.transport_pid, ("socket_push", frame[0], frame[1]))
+
+    def _result(self, result: Any, callback: str) -> Any:
+        if result.__class__ is tuple and result:
+            kind = result[0]
+            if kind == "noreply" and len(result) in (2, 3):
+                result[1].ref = None
+                return result
+            if kind == "stop" and len(result) == 3:
+                reason, socket = result[1], result[2]
+                if _is_graceful(reason):
+                    actors.send(socket.transport_pid, ("socket_close", actors.self(), reason))
+                return result
+        expected = _HANDLE_IN_RESULTS if callback == "handle_in" else _NOREPLY_RESULTS
+        raise actors.BadReturnError(f"{type(self.channel).__qualname__}.{callback}", result, expected)
+
+
+def _is_graceful(reason: Any) -> bool:
+    if reason.__class__ is str:
+        return reason in ("normal", "shutdown")
+    return reason.__class__ is tuple and len(reason) == 2 and reason[0].__class__ is str and reason[0] == "shutdown"
+
+
+__all__ += ["ChannelServer", "JOIN_MESSAGE"]

@@ -1,0 +1,93 @@
+"""The endpoint: where sockets are mounted, which PubSub they use, and their channel pools.
+
+Put it in your tree::
+
+    endpoint = Endpoint("MyApp.Endpoint", pubsub_server="MyApp.PubSub", sockets=[("/socket", UserSocket)])
+    app = Application([PubSub.child_spec(name="MyApp.PubSub"), *endpoint.child_specs()])
+
+Options and defaults: ``pubsub_server`` (required for channels), ``sockets=[]`` as
+``(path, handler[, options])``. Per socket, the handler's ``partitions`` (default: CPU
+cores) sets the size of its channel pool. The HTTP side (WSGI, WebSocket and LongPoll
+transports) is built on this in the endpoint module of the transports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from supervision import ChildSpec, PartitionSupervisor
+
+from ._message import Broadcast
+
+__all__ = ["Endpoint"]
+
+
+class Endpoint:
+    """Phoenix's endpoint, minus HTTP: socket mounts, PubSub, channel pools, broadcasts."""
+
+    def __init__(self, name: str, *, pubsub_server: str | None = None, sockets: list | None = None) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"Endpoint name must be a non-empty str, got {name!r}")
+        self.name = name
+        self.pubsub_server = pubsub_server
+        self.sockets: list[tuple[str, Any, dict]] = []
+        for mount in sockets or []:
+            path, handler, *rest = mount
+            self.sockets.append((path, handler, dict(rest[0]) if rest else {}))
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.name}>"
+
+    def pool_name(self, handler: Any) -> str:
+        """The registered name of a socket handler's partitioned channel pool."""
+        return f"{self.name}.{handler.__module__}.{handler.__qualname__}.ChannelPool"
+
+    def child_specs(self) -> list[ChildSpec]:
+        """The endpoint's processes: one channel pool per distinct socket handler."""
+        seen: dict[str, ChildSpec] = {}
+        for _path, handler, opts in self.sockets:
+            name = self.pool_name(handler)
+            if name not in seen:
+                partitions = opts.get("partitions", handler.partitions)
+                seen[name] = PartitionSupervisor.child_spec(name=name, partitions=partitions)
+        return list(seen.values())
+
+    # Broadcasting to channels (Phoenix.Endpoint's broadcast API).
+
+    def subscribe(self, topic: str, metadata: Any = None) -> None:
+        """Subscribe the caller to ``topic`` on the endpoint's PubSub."""
+        from . import pubsub
+
+        pubsub.subscribe(self._pubsub(), topic, metadata)
+
+    def unsubscribe(self, topic: str) -> None:
+        """Unsubscribe the caller from ``topic``."""
+        from . import pubsub
+
+        pubsub.unsubscribe(self._pubsub(), topic)
+
+    def broadcast(self, topic: str, event: str, payload: Any) -> None:
+        """Broadcast ``event`` to every channel (and subscriber) of ``topic``."""
+        from . import pubsub
+        from ._channel import dispatch
+
+        pubsub.broadcast(self._pubsub(), topic, Broadcast(topic=topic, event=event, payload=payload), dispatch)
+
+    def broadcast_from(self, from_pid: Any, topic: str, event: str, payload: Any) -> None:
+        """Broadcast to every subscriber of ``topic`` except ``from_pid``."""
+        from . import pubsub
+        from ._channel import dispatch
+
+        pubsub.broadcast_from(self._pubsub(), from_pid, topic, Broadcast(topic=topic, event=event, payload=payload), dispatch)
+
+    def local_broadcast(self, topic: str, event: str, payload: Any) -> None:
+        """Broadcast on this node only."""
+        from . import pubsub
+        from ._channel import dispatch
+
+        pubsub.local_broadcast(self._pubsub(), topic, Broadcast(topic=topic, event=event, payload=payload), dispatch)
+
+    def _pubsub(self) -> str:
+        if self.pubsub_server is None:
+            raise RuntimeError(f"{self.name} has no pubsub_server configured")
+        return self.pubsub_server

@@ -1,0 +1,86 @@
+"""The transport process: one per connection, driving a SocketConnection.
+
+A transport (WebSocket, LongPoll, or the in-memory one tests use) spawns
+:func:`serve` with the connection's state and an ``io`` object, then feeds it frames as
+messages: ``(FRAME, opcode, data)`` for a frame from the client and ``(REMOTE_CLOSED,
+code)`` when the client went away. ``io.send(opcode, data)`` writes a frame and
+``io.close(code, reason)`` ends the connection.
+
+Exit reasons (what the channels see through their monitors): a clean close exits
+``normal`` (channels rewrite it to ``('shutdown', 'closed')``); a frame that cannot be
+decoded closes the connection with 1011, as Phoenix's transport crash does, and exits with
+``('error', 'invalid_message')``; a crash exits with the exception.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import actors
+
+from ._message import InvalidMessageError
+
+log = logging.getLogger("transport")
+
+__all__ = ["FRAME", "REMOTE_CLOSED", "TransportIO", "close_code", "serve"]
+
+FRAME = "$frame"
+REMOTE_CLOSED = "$remote_closed"
+
+NORMAL_CLOSURE = 1000
+INTERNAL_ERROR = 1011
+SERVICE_RESTART = 1012
+
+
+class TransportIO(Protocol):
+    """What serve() needs from a connection."""
+
+    def send(self, opcode: str, data: Any) -> None: ...
+
+    def close(self, code: int, reason: str = "") -> None: ...
+
+
+def close_code(reason: Any) -> int:
+    """The WebSocket close code for a socket stop reason."""
+    if reason == ("shutdown", "restart"):
+        return SERVICE_RESTART
+    if reason.__class__ is str and reason in ("normal", "shutdown"):
+        return NORMAL_CLOSURE
+    if reason.__class__ is tuple and len(reason) == 2 and reason[0] == "shutdown":
+        return NORMAL_CLOSURE
+    return INTERNAL_ERROR
+
+
+def serve(conn: Any, io: TransportIO) -> None:
+    """Run the transport process loop until the connection closes."""
+    actors.set_label(("socket", conn.handler.__qualname__, conn.socket.id))
+    conn.init()
+    receive = actors.receive
+    while True:
+        msg = receive()
+        if msg.__class__ is tuple and msg and msg[0] is FRAME:
+            try:
+                result = conn.handle_in(msg[2], msg[1])
+            except InvalidMessageError as e:
+                log.warning("closing socket %s: invalid message from client: %s", actors.self(), e)
+                io.close(INTERNAL_ERROR, "invalid message")
+                conn.terminate(("error", "invalid_message"))
+                actors.exit(("error", "invalid_message"))
+        elif msg.__class__ is tuple and msg and msg[0] is REMOTE_CLOSED:
+            conn.terminate("remote")
+            return
+        else:
+            result = conn.handle_info(msg)
+        if result is None:
+            continue
+        kind = result[0]
+        if kind == "push":
+            io.send(*result[1])
+        elif kind == "reply":
+            io.send(*result[2])
+        else:  # ('stop', reason)
+            reason = result[1]
+            io.close(close_code(reason))
+            conn.terminate(reason)
+            return
