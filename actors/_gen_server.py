@@ -193,12 +193,26 @@ def _call(dest: Any, tag: str, request: Any, timeout: float | None) -> Any:
 
     msg = receive(is_answer, timeout, default=TIMEOUT)
     if msg is TIMEOUT:
-        rt.demonitor(ref, flush=True)
+        _drop_monitor(me, target, ref)
+        # Like OTP's call aliases: a reply that comes after we gave up is dropped.
+        if me.abandoned is None:
+            me.abandoned = set()
+        me.abandoned.add(ref)
         raise CallExit("timeout", dest, request)
     if msg[0] is ref:
-        rt.demonitor(ref, flush=True)
+        _drop_monitor(me, target, ref)
         return msg[1]
     raise CallExit(msg[4], dest, request)
+
+
+def _drop_monitor(me: Any, target: Any, ref: Ref) -> None:
+    """demonitor(ref, flush=True) for call's own monitor, without looking anything up again."""
+    if me.monitors is not None:
+        me.monitors.pop(ref, None)
+    if target.monitored_by is not None:
+        target.monitored_by.pop(ref, None)
+    if me.mailbox:
+        rt._remove_first(me.mailbox, lambda m: m.__class__ is tuple and len(m) == 5 and m[1] is ref and m[0] == "DOWN")
 
 
 def cast(dest: "Pid | str", request: Any) -> None:
@@ -217,6 +231,10 @@ def reply(from_: From, value: Any) -> None:
     """Answer a call whose handle_call returned ``noreply``; ``from_`` is its second argument."""
     if from_.__class__ is not tuple or len(from_) != 2 or from_[0].__class__ is not Pid:
         raise TypeError(f"reply: from_ must be the (pid, ref) given to handle_call, got {from_!r}")
+    caller = from_[0]._proc
+    if caller is not None and caller.abandoned and from_[1] in caller.abandoned:
+        caller.abandoned.discard(from_[1])  # the caller timed out: drop the late reply
+        return
     rt.send(from_[0], (from_[1], value))
 
 
@@ -259,11 +277,25 @@ def get_state(dest: "Pid | str", timeout: float | None = 5.0) -> Any:
     return _call(dest, _SYSTEM, "get_state", timeout)
 
 
+class _ReplaceFailed:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
 def replace_state(dest: "Pid | str", fn: Callable[[Any], Any], timeout: float | None = 5.0) -> Any:
-    """Replace a GenServer's state with ``fn(state)`` inside the server; returns the new state."""
+    """Replace a GenServer's state with ``fn(state)`` inside the server; returns the new state.
+
+    If ``fn`` raises, the server keeps its state and runs on, and the caller gets
+    :class:`CallExit` with ``why`` ``('callback_failed', exception)``, as OTP's sys does.
+    """
     if not callable(fn):
         raise TypeError("replace_state: fn must be callable")
-    return _call(dest, _SYSTEM, ("replace_state", fn), timeout)
+    result = _call(dest, _SYSTEM, ("replace_state", fn), timeout)
+    if result.__class__ is _ReplaceFailed:
+        raise CallExit(("callback_failed", result.error), dest, "replace_state")
+    return result
 
 
 def get_status(dest: "Pid | str", timeout: float | None = 5.0) -> dict[str, Any]:
@@ -319,8 +351,8 @@ def _server_main(server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: 
     else:
         error = BadReturnError(f"{type(server).__qualname__}.init", result, _INIT_RESULTS)
         _log_crash(server, me.pid, error, "init", None)
-        rt.send(parent, (_ACK, tag, "error", ("bad_return_value", result)))
-        raise Exit(("bad_return_value", result))
+        rt.send(parent, (_ACK, tag, "error", error))
+        raise Exit(error)
 
 
 def _loop(server: GenServer, me: Any, state: Any, timeout: Any, parent: Pid) -> None:
@@ -424,8 +456,13 @@ def _system(server: GenServer, me: Any, from_: From, request: Any, state: Any, p
             },
         )
     elif request.__class__ is tuple and len(request) == 2 and request[0] == "replace_state":
-        state = request[1](state)
-        reply(from_, state)
+        try:
+            new_state = request[1](state)
+        except Exception as e:  # noqa: BLE001 - the caller's function failed, not the server
+            reply(from_, _ReplaceFailed(e))
+        else:
+            state = new_state
+            reply(from_, state)
     elif request.__class__ is tuple and len(request) == 2 and request[0] == "terminate":
         raise _Stop(request[1], state)
     else:

@@ -33,6 +33,11 @@ from ._errors import Exit, NotAProcessError, ReceiveTimeout, RegistrationError
 
 log = logging.getLogger("actors")
 
+# An adopted gevent.Greenlet ended by an exit signal is an ordinary death, not an error
+# for gevent's hub to print a traceback about.
+if Exit not in gevent.hub.Hub.NOT_ERROR:
+    gevent.hub.Hub.NOT_ERROR = (*gevent.hub.Hub.NOT_ERROR, Exit)
+
 _MISSING: Any = object()
 
 
@@ -80,6 +85,8 @@ class Pid:
         return other.__class__ is Pid and other._n == self._n  # type: ignore[attr-defined]
 
     def __lt__(self, other: "Pid") -> bool:
+        if other.__class__ is not Pid:
+            return NotImplemented
         return self._n < other._n
 
     def __reduce__(self) -> Any:
@@ -155,6 +162,8 @@ class _Proc:
         "adopted",
         "system",
         "unwound",
+        "abandoned",
+        "monitor_names",
     )
 
     def __init__(self, glet: Any, initial_call: Any, adopted: bool = False) -> None:
@@ -178,6 +187,10 @@ class _Proc:
         # Set once Exit for this process's death has been raised in its greenlet, so a
         # greenlet that caught it and went on (an adopted one) is never hit twice.
         self.unwound = False
+        # Tags of calls that timed out: a late reply to one is dropped, as OTP's aliases do.
+        self.abandoned: set | None = None
+        # ref -> name for monitors made by registered name: their DOWN names the name.
+        self.monitor_names: dict | None = None
 
 
 class _ProcGreenlet(greenlet):
@@ -354,6 +367,8 @@ def _spawn(
     _register_proc(proc)
     ref = None
     if link_to is not None:
+        if not link_to.alive:
+            raise ValueError(f"spawn: cannot link a new process to dead {link_to.pid}")
         _add_link(link_to, proc)
     if link or monitor:
         parent = _current()
@@ -432,7 +447,14 @@ def send(dest: "Pid | str", msg: Any) -> None:
         sender = _current_or_none()
         if sender is not None and sender.tracer is not None:
             _trace_event(sender, sender.tracer, ("trace", sender.pid, "send", msg, proc.pid))
-    _deliver(proc, msg)
+    # _deliver, inlined: this is the hottest path of the runtime.
+    proc.mailbox.append(msg)
+    waiter = proc.waiter
+    if waiter is not None:
+        proc.waiter = None
+        get_hub().loop.run_callback(waiter.switch, True)
+    if proc.tracer is not None:
+        _trace_event(proc, proc.tracer, ("trace", proc.pid, "receive", msg))
 
 
 def _wait(proc: _Proc, timeout: float | None) -> bool:
@@ -466,11 +488,18 @@ def receive(
     forever, 0 polls). On timeout, returns ``default`` if given, else raises
     ``ReceiveTimeout``. Only messages that arrive while waiting are scanned again.
     """
+    if match is None and timeout is None:
+        # Fast path: a live process taking the head of a non-empty mailbox.
+        g = getcurrent()
+        if g.__class__ is _ProcGreenlet:
+            proc = g.proc
+            if proc.alive and proc.mailbox:
+                return proc.mailbox.popleft()
     proc = _current()
     if not proc.alive:
         _raise_death(proc)
     if timeout is not None:
-        if not isinstance(timeout, (int, float)):
+        if timeout.__class__ is bool or not isinstance(timeout, (int, float)):
             raise TypeError(f"receive: timeout must be a number of seconds or None, got {type(timeout).__name__}")
         loop = get_hub().loop
         loop.update_now()  # the cached loop time lags after CPU work; count from the call
@@ -604,6 +633,10 @@ def monitor(pid: "Pid | str") -> Ref:
         _deliver(me, ("DOWN", ref, "process", pid, "noproc"))
     else:
         _add_monitor(me, target, ref)
+        if pid.__class__ is not Pid:  # by name: the DOWN names the name, as Erlang's
+            if target.monitor_names is None:
+                target.monitor_names = {}
+            target.monitor_names[ref] = pid
     return ref
 
 
@@ -618,6 +651,8 @@ def demonitor(ref: Ref, flush: bool = False) -> bool:
     target = me.monitors.pop(ref, None) if me.monitors else None
     if target is not None and target.monitored_by is not None:
         target.monitored_by.pop(ref, None)
+        if target.monitor_names:
+            target.monitor_names.pop(ref, None)
     if flush and me.mailbox:
         _remove_first(me.mailbox, lambda m: m.__class__ is tuple and len(m) == 5 and m[1] is ref and m[0] == "DOWN")
     return target is not None
@@ -739,10 +774,12 @@ def _terminate(proc: _Proc, reason: Any) -> None:
         if p.monitored_by:
             watchers = p.monitored_by
             p.monitored_by = None
+            names = p.monitor_names
             for ref, watcher in watchers.items():
                 if watcher.monitors is not None:
                     watcher.monitors.pop(ref, None)
-                _deliver(watcher, ("DOWN", ref, "process", pid, why))
+                item = names.get(ref, pid) if names else pid
+                _deliver(watcher, ("DOWN", ref, "process", item, why))
         if p.links:
             links = p.links
             p.links = None
@@ -967,6 +1004,8 @@ def trace(pid: Pid, on: bool = True, tracer: Pid | None = None) -> bool:
         if proc.tracer is not None:
             _stop_tracing(proc)
         return True
+    if tracer is not None:
+        _check_pid(tracer, "trace")
     tracer_proc = _current() if tracer is None else tracer._proc
     if tracer_proc is None:
         return False

@@ -15,6 +15,7 @@ Write sockets by subclassing :class:`SocketHandler` and channels by subclassing
 """
 
 from . import _telemetry as telemetry
+from . import pubsub
 from ._channel import (
     Channel,
     ChannelServer,
@@ -31,15 +32,19 @@ from ._endpoint import Endpoint
 from ._message import Binary, Broadcast, InvalidMessageError, Message, Reply
 from ._socket import Socket, SocketConnection, SocketHandler, connect
 from ._transport import close_code, serve
+from .pubsub import BroadcastError, PubSub, PubSubError, UnknownPubSubError
 
 __all__ = [
     "Binary",
     "Broadcast",
+    "BroadcastError",
     "Channel",
     "ChannelServer",
     "Endpoint",
     "InvalidMessageError",
     "Message",
+    "PubSub",
+    "PubSubError",
     "Reply",
     "Socket",
     "SocketConnection",
@@ -54,6 +59,8 @@ __all__ = [
     "push",
     "reply",
     "serve",
+    "pubsub",
     "socket_ref",
     "telemetry",
+    "UnknownPubSubError",
 ]

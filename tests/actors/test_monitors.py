@@ -75,8 +75,8 @@ def test_monitoring_a_registered_name_watches_its_process():
     actors.register("mon_by_name", pid)
     ref = actors.monitor("mon_by_name")
     actors.exit(pid, "x")
-    # The DOWN names the process it watched (the pid, not the name).
-    assert actors.receive(timeout=2) == ("DOWN", ref, "process", pid, "x")
+    # As Erlang's monitor(process, Name): the DOWN names the name it was made with.
+    assert actors.receive(timeout=2) == ("DOWN", ref, "process", "mon_by_name", "x")
 
 
 def test_monitors_are_one_way_watcher_death_does_not_touch_target():

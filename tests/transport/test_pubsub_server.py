@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 from typing import Any
 
 import gevent
@@ -72,10 +71,10 @@ def test_subscribers_are_partitioned_by_pid(start) -> None:
         assert set(shard_state(name, i).monitors) == {s.pid for s in subs if hash(s.pid) % 4 == i}
 
 
-def test_default_pool_size_is_the_cpu_count(start) -> None:
+def test_default_pool_size_is_one_as_phoenix_pubsub(start) -> None:
     name = start()
-    assert pubsub.statistics(name)["pool_size"] == (os.cpu_count() or 1)
-    assert len(pubsub.shards(name)) == (os.cpu_count() or 1)
+    assert pubsub.statistics(name)["pool_size"] == 1
+    assert len(pubsub.shards(name)) == 1
 
 
 def test_unsubscribing_everything_drops_the_monitor(start) -> None:

@@ -14,8 +14,8 @@ Options, all given to ``PubSub.child_spec`` (or ``PubSub.start_link``), with def
 
 ``name`` (required)
     The name every function below takes; the PubSub's supervisor is registered under it.
-``pool_size=None``
-    Number of partitions (each with its shard process); None means ``os.cpu_count()``.
+``pool_size=1``
+    Number of partitions (each with its shard process), as phoenix_pubsub's default.
     A subscriber's partition is ``hash(pid) % pool_size``.
 ``adapter=LocalAdapter``
     How broadcasts reach other nodes; see :class:`Adapter`. :class:`LocalAdapter` serves

@@ -70,10 +70,10 @@ _instances: dict[str, _Instance] = {}
 
 
 def _lookup(pubsub: Any, function: str) -> _Instance:
-    inst = _instances.get(pubsub) if pubsub.__class__ is str else None
+    if not isinstance(pubsub, str):
+        raise TypeError(f"{function}: pubsub must be the PubSub's name (a str), got {type(pubsub).__name__}")
+    inst = _instances.get(pubsub)
     if inst is None:
-        if not isinstance(pubsub, str):
-            raise TypeError(f"{function}: pubsub must be the PubSub's name (a str), got {type(pubsub).__name__}")
         raise UnknownPubSubError(pubsub, function)
     if not actors.is_alive(inst.sup):
         if _instances.get(pubsub) is inst:
@@ -83,7 +83,7 @@ def _lookup(pubsub: Any, function: str) -> _Instance:
 
 
 def _check_topic(topic: Any, function: str) -> None:
-    if topic.__class__ is not str and not isinstance(topic, str):
+    if not isinstance(topic, str):
         raise TypeError(f"{function}: topic must be a str, got {type(topic).__name__}")
 
 
@@ -307,9 +307,9 @@ def topics(pubsub: str) -> list[str]:
 def shards(pubsub: str) -> list[Pid | None]:
     """The shard process of each partition, by partition index (None while restarting).
 
-    A call to a shard (e.g. ``actors.get_state(pid)``) returns after the shard has handled
-    every ``DOWN`` already delivered to it, so the table no longer holds the subscriptions
-    of a process that died before the call.
+    ``actors.call(pid, "sync")`` returns ``'ok'`` once the shard has handled every
+    message already delivered to it: after it, the table no longer holds the
+    subscriptions of a process that died before the call.
     """
     inst = _lookup(pubsub, "shards")
     return [owner if owner is not None and actors.is_alive(owner) else None for owner in inst.owners]
