@@ -33,22 +33,33 @@ from ._message import Binary, Broadcast, InvalidMessageError, Message, Reply
 from ._socket import Socket, SocketConnection, SocketHandler, connect
 from ._transport import close_code, serve
 from .pubsub import BroadcastError, PubSub, PubSubError, UnknownPubSubError
+from ._drainer import Drainer
+from .serializers import DEFAULT_SERIALIZERS, V1, V2, EncodeError, Serializer, negotiate
+from ._logger import install as _install_logger
+
+_install_logger()
 
 __all__ = [
+    "DEFAULT_SERIALIZERS",
     "Binary",
     "Broadcast",
     "BroadcastError",
     "Channel",
     "ChannelServer",
+    "Drainer",
+    "EncodeError",
     "Endpoint",
     "InvalidMessageError",
     "Message",
     "PubSub",
     "PubSubError",
     "Reply",
+    "Serializer",
     "Socket",
     "SocketConnection",
     "SocketHandler",
+    "V1",
+    "V2",
     "broadcast",
     "broadcast_from",
     "broadcast_from_or_raise",
@@ -56,6 +67,7 @@ __all__ = [
     "close_code",
     "connect",
     "dispatch",
+    "negotiate",
     "push",
     "reply",
     "serve",

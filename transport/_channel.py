@@ -71,6 +71,9 @@ class Channel:
 
     #: Events that are not fastlaned to transports but go through ``handle_out``.
     intercept: list[str] = []
+    #: Log levels of the JOINED and HANDLED lines ('debug', 'info', ... or False).
+    log_join: Any = "info"
+    log_handle_in: Any = "debug"
 
     def join(self, topic: str, payload: Any, socket: Any) -> Any:
         """Authorize a join: ('ok', socket), ('ok', reply, socket) or ('error', reply)."""

@@ -43,14 +43,26 @@ class Endpoint:
         return f"{self.name}.{handler.__module__}.{handler.__qualname__}.ChannelPool"
 
     def child_specs(self) -> list[ChildSpec]:
-        """The endpoint's processes: one channel pool per distinct socket handler."""
-        seen: dict[str, ChildSpec] = {}
+        """The endpoint's processes: per socket handler, its channel pool, then its drainer.
+
+        The drainer comes after the pool so that, stopping in reverse order, it drains the
+        sockets before the pool's channels are shut down. A mount's ``drainer`` option
+        takes the drainer's options, or False for none.
+        """
+        from ._drainer import Drainer
+
+        pools: dict[str, ChildSpec] = {}
+        drainers: dict[str, ChildSpec] = {}
         for _path, handler, opts in self.sockets:
             name = self.pool_name(handler)
-            if name not in seen:
-                partitions = opts.get("partitions", handler.partitions)
-                seen[name] = PartitionSupervisor.child_spec(name=name, partitions=partitions)
-        return list(seen.values())
+            if name in pools:
+                continue
+            partitions = opts.get("partitions", handler.partitions)
+            pools[name] = PartitionSupervisor.child_spec(name=name, partitions=partitions)
+            drainer = opts.get("drainer", {})
+            if drainer is not False:
+                drainers[name] = Drainer.child_spec((self, handler, drainer))
+        return [*pools.values(), *drainers.values()]
 
     # Broadcasting to channels (Phoenix.Endpoint's broadcast API).
 

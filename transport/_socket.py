@@ -150,12 +150,14 @@ def connect(
     """Phoenix's ``__connect__``: ('ok', SocketConnection) | 'error' | ('error', reason)."""
     from .serializers import negotiate
 
-    vsn = params.get("vsn") or "1.0.0"
+    # Elixir's `params["vsn"] || "1.0.0"`: only a missing vsn defaults; "" is refused.
+    vsn = params.get("vsn")
     start = time.monotonic_ns()
-    serializer = negotiate(serializers, vsn)
+    serializer = negotiate(serializers, vsn)  # logs Phoenix's warning when it refuses
     if serializer is None:
-        log.warning("The client's requested transport version %r does not match the server's requirements %r", vsn, [r for _s, r in serializers])
         return "error"
+    if vsn is None:
+        vsn = "1.0.0"
     result = _user_connect(handler_cls, endpoint, transport, serializer, params, connect_info)
     _telemetry.execute(
         ("phoenix", "socket_connected"),

@@ -201,13 +201,7 @@ def test_replace_state_returns_and_installs_the_new_state():
 
 
 def test_replace_state_with_a_failing_function_fails_the_caller_not_the_server():
-    pid = _Counter.start(10) if "_Counter" in globals() else None
-    if pid is None:
-        class Keeper(actors.GenServer):
-            def handle_call(self, request, from_, state):
-                return ("reply", state, state)
-
-        pid = Keeper.start(10)
+    pid = Store.start(10)
     with pytest.raises(actors.CallExit) as info:
         actors.replace_state(pid, lambda s: 1 / 0)
     assert info.value.why[0] == "callback_failed" and isinstance(info.value.why[1], ZeroDivisionError)

@@ -35,6 +35,11 @@ class RoomChannel(Channel):
         if event == "broadcast":
             broadcast(socket, "new_msg", payload)
             return ("noreply", socket)
+        if event == "broadcast_or_raise":
+            from transport import broadcast_or_raise
+
+            broadcast_or_raise(socket, "new_msg", payload)
+            return ("reply", "ok", socket)
         if event == "broadcast_from":
             broadcast_from(socket, "new_msg", payload)
             return ("noreply", socket)
@@ -61,6 +66,15 @@ class RoomChannel(Channel):
 
     def handle_out(self, event, payload, socket):
         push(socket, event, {**payload, "intercepted": True})
+        return ("noreply", socket)
+
+    def handle_call(self, request, from_, socket):
+        if request == "topic":
+            return ("reply", socket.topic, socket)
+        return ("reply", None, socket)
+
+    def handle_cast(self, request, socket):
+        push(socket, "cast", {"request": request})
         return ("noreply", socket)
 
     def handle_info(self, msg, socket):

@@ -1,0 +1,118 @@
+"""Phoenix.Logger's socket and channel lines, driven by telemetry.
+
+    CONNECTED TO UserSocket in 45µs
+      Transport: websocket
+      Serializer: V2JSONSerializer
+      Parameters: {'vsn': '2.0.0', 'password': '[FILTERED]'}
+
+    JOINED room:lobby in 60µs
+      Parameters: {}
+
+Levels: a socket handler's ``log`` attribute (default ``'info'``, False disables) for
+connects; a channel's ``log_join`` (``'info'``) and ``log_handle_in`` (``'debug'``) for
+joins and handled messages. Parameters whose key contains one of ``FILTER_PARAMETERS``
+are shown as ``[FILTERED]``, as Phoenix's ``filter_parameters`` default does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from . import _telemetry
+
+__all__ = ["FILTER_PARAMETERS", "install"]
+
+FILTER_PARAMETERS = ["password"]
+
+_socket_log = logging.getLogger("transport.socket")
+_channel_log = logging.getLogger("transport.channel")
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def _level(value: Any) -> int | None:
+    if value is False or value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    return _LEVELS.get(str(value).lower(), logging.INFO)
+
+
+def _duration(ns: int) -> str:
+    us = ns // 1000
+    return f"{us}µs" if us < 1000 else f"{us // 1000}ms"
+
+
+def filter_params(params: Any) -> Any:
+    """Params with sensitive values replaced by ``[FILTERED]`` (recursively)."""
+    if isinstance(params, dict):
+        return {
+            k: "[FILTERED]" if isinstance(k, str) and any(f in k for f in FILTER_PARAMETERS) else filter_params(v)
+            for k, v in params.items()
+        }
+    if isinstance(params, list):
+        return [filter_params(v) for v in params]
+    return params
+
+
+def _connected(event: tuple, measurements: dict, meta: dict, _config: Any) -> None:
+    level = _level(meta.get("log"))
+    if level is None or not _socket_log.isEnabledFor(level):
+        return
+    verb = "CONNECTED TO" if meta.get("result") == "ok" else "REFUSED CONNECTION TO"
+    handler = getattr(meta.get("user_socket"), "__qualname__", meta.get("user_socket"))
+    serializer = type(meta.get("serializer")).__name__
+    _socket_log.log(
+        level,
+        "%s %s in %s\n  Transport: %s\n  Serializer: %s\n  Parameters: %r",
+        verb,
+        handler,
+        _duration(measurements["duration"]),
+        meta.get("transport"),
+        serializer,
+        filter_params(meta.get("params")),
+    )
+
+
+def _joined(event: tuple, measurements: dict, meta: dict, _config: Any) -> None:
+    socket = meta["socket"]
+    level = _level(getattr(socket.channel, "log_join", "info"))
+    if level is None or not _channel_log.isEnabledFor(level):
+        return
+    verb = "JOINED" if meta.get("result") == "ok" else "REFUSED JOIN"
+    _channel_log.log(
+        level,
+        "%s %s in %s\n  Parameters: %r",
+        verb,
+        socket.topic,
+        _duration(measurements["duration"]),
+        filter_params(meta.get("params")),
+    )
+
+
+def _handled_in(event: tuple, measurements: dict, meta: dict, _config: Any) -> None:
+    socket = meta["socket"]
+    level = _level(getattr(socket.channel, "log_handle_in", "debug"))
+    if level is None or not _channel_log.isEnabledFor(level):
+        return
+    _channel_log.log(
+        level,
+        "HANDLED %s INCOMING ON %s (%s) in %s\n  Parameters: %r",
+        meta.get("event"),
+        socket.topic,
+        getattr(socket.channel, "__qualname__", socket.channel),
+        _duration(measurements["duration"]),
+        filter_params(meta.get("params")),
+    )
+
+
+def install() -> None:
+    """Attach the log handlers (done on import of ``transport``; idempotent)."""
+    for handler_id, event, fn in (
+        ("transport.logger.connected", ("phoenix", "socket_connected"), _connected),
+        ("transport.logger.joined", ("phoenix", "channel_joined"), _joined),
+        ("transport.logger.handled_in", ("phoenix", "channel_handled_in"), _handled_in),
+    ):
+        _telemetry.detach(handler_id)
+        _telemetry.attach(handler_id, event, fn)
