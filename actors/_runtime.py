@@ -507,38 +507,37 @@ def receive(
     mailbox = proc.mailbox
     scanned = 0
     while True:
-        if match is None:
-            if mailbox:
-                return mailbox.popleft()
-        else:
-            index = scanned
-            for msg in itertools.islice(mailbox, scanned, None):
-                if match(msg):
-                    del mailbox[index]
-                    return msg
-                index += 1
-            scanned = index
+        found, scanned = _take(mailbox, match, scanned)
+        if found is not _MISSING:
+            return found
         if timeout is None:
             _wait(proc, None)
         else:
             remaining = deadline - get_hub().loop.now()
             if remaining <= 0 or not _wait(proc, remaining):
                 # One last look: a message may have arrived with the timer.
-                if match is None:
-                    if mailbox:
-                        return mailbox.popleft()
-                else:
-                    index = scanned
-                    for msg in itertools.islice(mailbox, scanned, None):
-                        if match(msg):
-                            del mailbox[index]
-                            return msg
-                        index += 1
+                found, scanned = _take(mailbox, match, scanned)
+                if found is not _MISSING:
+                    return found
                 if default is _MISSING:
                     raise ReceiveTimeout(f"no matching message within {timeout} s")
                 return default
         if not proc.alive:
             _raise_death(proc)
+
+
+def _take(mailbox: deque, match: Callable[[Any], bool] | None, scanned: int) -> tuple[Any, int]:
+    """Remove the first message at or after ``scanned`` that matches: (message or
+    _MISSING, how far the scan got). Messages before ``scanned`` were looked at already."""
+    if match is None:
+        return (mailbox.popleft() if mailbox else _MISSING), 0
+    index = scanned
+    for msg in itertools.islice(mailbox, scanned, None):
+        if match(msg):
+            del mailbox[index]
+            return msg, index
+        index += 1
+    return _MISSING, index
 
 
 def _raise_death(proc: _Proc) -> None:

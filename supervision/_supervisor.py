@@ -320,14 +320,21 @@ class Supervisor(GenServer):
             self._children.remove(child)
         return ("ok", None)
 
-    def _restart_child(self, child_id: Any) -> Any:
+    def _find_stopped(self, child_id: Any) -> tuple[_Child | None, Any]:
+        """The child if it exists and is not running: (child, None) or (None, error)."""
         child = self._find(child_id)
         if child is None:
-            return ("error", "not_found")
+            return None, ("error", "not_found")
         if isinstance(child.pid, Pid):
-            return ("error", "running")
+            return None, ("error", "running")
         if child.pid == "restarting":
-            return ("error", "restarting")
+            return None, ("error", "restarting")
+        return child, None
+
+    def _restart_child(self, child_id: Any) -> Any:
+        child, error = self._find_stopped(child_id)
+        if child is None:
+            return error
         status, value = start_child_process(child.spec)
         if status == "error":
             return ("error", value)
@@ -337,13 +344,9 @@ class Supervisor(GenServer):
         return ("ok", value)
 
     def _delete_child(self, child_id: Any) -> Any:
-        child = self._find(child_id)
+        child, error = self._find_stopped(child_id)
         if child is None:
-            return ("error", "not_found")
-        if isinstance(child.pid, Pid):
-            return ("error", "running")
-        if child.pid == "restarting":
-            return ("error", "restarting")
+            return error
         self._children.remove(child)
         return ("ok", None)
 

@@ -6,7 +6,9 @@ Put it in your tree::
     app = Application([PubSub.child_spec(name="MyApp.PubSub"), *endpoint.child_specs()])
 
 Options and defaults: ``pubsub_server`` (required for channels), ``sockets=[]`` as
-``(path, handler[, options])``. Per socket, the handler's ``partitions`` (default: CPU
+``(path, handler[, options])`` (options: ``websocket``, ``longpoll=False``, ``drainer``,
+``partitions``; see :mod:`transport._http`), ``url=None`` (``{"host": ...}`` for the
+origin check), ``http_app=None`` (a WSGI app for everything else). Per socket, the handler's ``partitions`` (default: CPU
 cores) sets the size of its channel pool. The HTTP side (WSGI, WebSocket and LongPoll
 transports) is built on this in the endpoint module of the transports.
 """
@@ -25,11 +27,26 @@ __all__ = ["Endpoint"]
 class Endpoint:
     """Phoenix's endpoint, minus HTTP: socket mounts, PubSub, channel pools, broadcasts."""
 
-    def __init__(self, name: str, *, pubsub_server: str | None = None, sockets: list | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        pubsub_server: str | None = None,
+        sockets: list | None = None,
+        url: dict | None = None,
+        http_app: Any = None,
+    ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"Endpoint name must be a non-empty str, got {name!r}")
         self.name = name
         self.pubsub_server = pubsub_server
+        #: ``{"host": ...}``: the host check_origin=True compares against (default: the
+        #: request's Host header).
+        self.url = dict(url or {})
+        #: A WSGI app for requests that are not socket upgrades (default: 404).
+        self.http_app = http_app
+        #: (host, port) the HTTP server is listening on, once it is.
+        self.bound: tuple | None = None
         self.sockets: list[tuple[str, Any, dict]] = []
         for mount in sockets or []:
             path, handler, *rest = mount
@@ -42,13 +59,22 @@ class Endpoint:
         """The registered name of a socket handler's partitioned channel pool."""
         return f"{self.name}.{handler.__module__}.{handler.__qualname__}.ChannelPool"
 
-    def child_specs(self) -> list[ChildSpec]:
+    def child_specs(self, server: dict | None = None) -> list[ChildSpec]:
         """The endpoint's processes: per socket handler, its channel pool, then its drainer.
 
         The drainer comes after the pool so that, stopping in reverse order, it drains the
         sockets before the pool's channels are shut down. A mount's ``drainer`` option
-        takes the drainer's options, or False for none.
+        takes the drainer's options, or False for none. With ``server={"host": ...,
+        "port": ...}`` the HTTP listener is included, between the pools and the drainers.
         """
+        specs = self._pool_and_drainer_specs()
+        if server is None:
+            return specs
+        from ._http import with_server
+
+        return with_server(specs, self, server)
+
+    def _pool_and_drainer_specs(self) -> list[ChildSpec]:
         from ._drainer import Drainer
 
         pools: dict[str, ChildSpec] = {}

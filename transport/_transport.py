@@ -2,9 +2,13 @@
 
 A transport (WebSocket, LongPoll, or the in-memory one tests use) spawns
 :func:`serve` with the connection's state and an ``io`` object, then feeds it frames as
-messages: ``(FRAME, opcode, data)`` for a frame from the client and ``(REMOTE_CLOSED,
-code)`` when the client went away. ``io.send(opcode, data)`` writes a frame and
-``io.close(code, reason)`` ends the connection.
+messages: ``(FRAME, opcode, data)`` for a frame from the client, ``(REMOTE_CLOSED,
+code)`` when the client went away and ``(IDLE_TIMEOUT,)`` when it was silent too long.
+``io.send(opcode, data)`` writes a frame (raising :class:`ConnectionLost` if it cannot)
+and ``io.close(code, reason)`` ends the connection.
+
+WebSock terminate reasons, as seed 001 names them: ``'remote'`` (the client closed),
+``'timeout'`` (idle), ``'normal'``/``'shutdown'`` stops, and an error when it crashed.
 
 Exit reasons (what the channels see through their monitors): a clean close exits
 ``normal`` (channels rewrite it to ``('shutdown', 'closed')``); a frame that cannot be
@@ -23,10 +27,15 @@ from ._message import InvalidMessageError
 
 log = logging.getLogger("transport")
 
-__all__ = ["FRAME", "REMOTE_CLOSED", "TransportIO", "close_code", "serve"]
+__all__ = ["FRAME", "IDLE_TIMEOUT", "REMOTE_CLOSED", "ConnectionLost", "TransportIO", "close_code", "serve"]
 
 FRAME = "$frame"
 REMOTE_CLOSED = "$remote_closed"
+IDLE_TIMEOUT = "$idle_timeout"
+
+
+class ConnectionLost(Exception):
+    """io.send could not write: the client is gone or stopped reading (write timeout)."""
 
 NORMAL_CLOSURE = 1000
 INTERNAL_ERROR = 1011
@@ -55,6 +64,21 @@ def close_code(reason: Any) -> int:
 def serve(conn: Any, io: TransportIO) -> None:
     """Run the transport process loop until the connection closes."""
     actors.set_label(("socket", conn.handler.__qualname__, conn.socket.id))
+    try:
+        reason = _loop(conn, io)
+    except ConnectionLost:
+        conn.terminate("remote")  # nobody left to write to: end quietly
+    except BaseException as e:
+        # A crash, or an exit signal from outside: the client still gets a close frame.
+        io.close(close_code(e.reason) if isinstance(e, actors.Exit) else INTERNAL_ERROR)
+        raise
+    else:
+        if reason is not None:
+            actors.exit(reason)
+
+
+def _loop(conn: Any, io: TransportIO) -> Any:
+    """Returns None for a clean end, or the abnormal reason the process must exit with."""
     conn.init()
     receive = actors.receive
     while True:
@@ -66,10 +90,14 @@ def serve(conn: Any, io: TransportIO) -> None:
                 log.warning("closing socket %s: invalid message from client: %s", actors.self(), e)
                 io.close(INTERNAL_ERROR, "invalid message")
                 conn.terminate(("error", "invalid_message"))
-                actors.exit(("error", "invalid_message"))
+                return ("error", "invalid_message")
         elif msg.__class__ is tuple and msg and msg[0] is REMOTE_CLOSED:
             conn.terminate("remote")
-            return
+            return None
+        elif msg.__class__ is tuple and msg and msg[0] is IDLE_TIMEOUT:
+            io.close(NORMAL_CLOSURE, "timeout")
+            conn.terminate("timeout")
+            return None
         else:
             result = conn.handle_info(msg)
         if result is None:
@@ -83,4 +111,4 @@ def serve(conn: Any, io: TransportIO) -> None:
             reason = result[1]
             io.close(close_code(reason))
             conn.terminate(reason)
-            return
+            return None
