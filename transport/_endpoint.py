@@ -7,7 +7,7 @@ Put it in your tree::
 
 Options and defaults: ``pubsub_server`` (required for channels), ``sockets=[]`` as
 ``(path, handler[, options])`` (options: ``websocket``, ``longpoll=False``, ``drainer``,
-``partitions``; see :mod:`transport._http`), ``url=None`` (``{"host": ...}`` for the
+``partitions``; see :mod:`transport.http`), ``url=None`` (``{"host": ...}`` for the
 origin check), ``http_app=None`` (a WSGI app for everything else). Per socket, the handler's ``partitions`` (default: CPU
 cores) sets the size of its channel pool. The HTTP side (WSGI, WebSocket and LongPoll
 transports) is built on this in the endpoint module of the transports.
@@ -70,7 +70,7 @@ class Endpoint:
         specs = self._pool_and_drainer_specs()
         if server is None:
             return specs
-        from ._http import with_server
+        from .http import with_server
 
         return with_server(specs, self, server)
 

@@ -50,7 +50,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import gevent
 import gevent.event
-from gevent.pywsgi import WSGIServer
+from gevent.pywsgi import WSGIHandler, WSGIServer
 
 import actors
 from actors import GenServer
@@ -313,8 +313,9 @@ class PhoenixHandler(WebSocketHandler):
         if decision is None:
             return super().run_application()
         if decision[0] == "refuse":
+            # Plain HTTP, past every WebSocket handler in the MRO: no upgrade may happen.
             self.environ["greenphx.refusal"] = decision[1:]
-            return super(WebSocketHandler, self).run_application()
+            return WSGIHandler.run_application(self)
         _accept, mount, connection = decision
         self.ws_max_message_size = mount.options["max_frame_size"]
         self.ws_write_timeout = mount.options["write_timeout"] / 1000.0

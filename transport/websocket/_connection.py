@@ -1,0 +1,472 @@
+"""The WebSocket connection: drives the pure :class:`FrameReader` from a gevent socket.
+
+One greenlet reads (``read_message``); any number may send (``send_frame``, ``close``), one
+at a time under a lock. The closing handshake, timeouts and the TCP close live here; framing
+rules live in ``_frames``.
+"""
+
+from __future__ import annotations
+
+import socket as _stdsocket
+import struct
+from time import monotonic
+
+import gevent
+from gevent import Timeout
+from gevent.event import Event
+from gevent.lock import Semaphore
+from geventwebsocket import websocket as _gws
+
+from ._exceptions import ConnectionClosed, ProtocolError, WebSocketError, WriteTimeout
+from ._frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    FrameReader,
+    encode_close,
+    frame_header,
+)
+
+__all__ = ["TIMEOUT", "WebSocket"]
+
+
+class _Timeout:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "TIMEOUT"
+
+    def __reduce__(self):
+        return "TIMEOUT"
+
+
+#: What :meth:`WebSocket.read_message` returns when its ``timeout`` passed without a message.
+TIMEOUT = _Timeout()
+
+ABNORMAL_CLOSURE = 1006
+NO_STATUS = 1005
+
+#: Bytes asked of the socket per read.
+READ_SIZE = 65536
+#: While failing a connection, input is drained (so the close frame is not lost to a TCP
+#: reset) for at most ``close_timeout`` seconds and this many bytes.
+LINGER_BYTES = 4 * 1024 * 1024
+
+_LINGER_ABORT = struct.pack("ii", 1, 0)
+
+
+class WebSocket(_gws.WebSocket):
+    """A server-side WebSocket connection (a gevent-websocket ``WebSocket``, fixed).
+
+    Options (constructor keywords, also plain attributes):
+
+    * ``max_message_size=None``: largest message accepted, in bytes (None: no limit); a
+      frame whose header declares more is refused with close 1009 before its payload is read.
+    * ``write_timeout=10.0``: seconds one send may take; then the connection is aborted and
+      the send raises :class:`WriteTimeout`. None: no limit.
+    * ``close_timeout=2.0``: seconds to wait for the peer's close frame (or EOF) after ours
+      before the TCP connection is closed anyway.
+    * ``yield_every=64``: ``read_message`` yields to the hub after this many messages
+      returned back to back, so a pipelining client cannot hold the loop.
+
+    State: ``close_code`` / ``close_reason`` (None / '' while open), ``closed`` (True once our
+    close frame was sent or the connection ended). Counters: ``bytes_in``, ``bytes_out``,
+    ``frames_in``, ``frames_out``.
+    """
+
+    def __init__(
+        self,
+        environ,
+        stream,
+        handler,
+        *,
+        max_message_size: int | None = None,
+        write_timeout: float | None = 10.0,
+        close_timeout: float = 2.0,
+        yield_every: int = 64,
+    ) -> None:
+        super().__init__(environ, stream, handler)
+        self._socket = handler.socket
+        self._rfile = handler.rfile
+        try:
+            # One sendall per frame already: Nagle would only hold small frames back.
+            self._socket.setsockopt(_stdsocket.IPPROTO_TCP, _stdsocket.TCP_NODELAY, 1)
+        except (OSError, AttributeError):
+            pass
+        self._reader = FrameReader(max_message_size)
+        self.write_timeout = write_timeout
+        self.close_timeout = close_timeout
+        self.yield_every = yield_every
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.frames_out = 0
+        self._send_lock = Semaphore()
+        self._close_started = False  # close() (or an echo, or a failure) claimed the close frame
+        self._close_sent = False  # nothing more may be written
+        self._ended = False  # the TCP connection is closed
+        self._ended_event = Event()
+        self._reading = False
+        self._close_timer = None
+        self._unyielded = 0
+
+    def __del__(self):
+        # gevent-websocket's __del__ sends a close frame, possibly from the hub; the socket's
+        # own finalizer is enough.
+        pass
+
+    def __repr__(self) -> str:
+        state = "open" if not self.closed else ("closing" if not self._ended else f"closed {self.close_code}")
+        return f"<WebSocket {state} in={self.frames_in} out={self.frames_out}>"
+
+    # -- client API -------------------------------------------------------------------
+
+    @property
+    def max_message_size(self) -> int | None:
+        return self._reader.max_message_size
+
+    @max_message_size.setter
+    def max_message_size(self, value: int | None) -> None:
+        self._reader.max_message_size = value
+
+    @property
+    def frames_in(self) -> int:
+        return self._reader.frames
+
+    def read_message(self, timeout: float | None = None):
+        """The next message: ``('text', str)`` or ``('binary', bytes)``.
+
+        Returns None once the connection has ended (see ``close_code``), and :data:`TIMEOUT`
+        if ``timeout`` seconds pass without a complete message (the connection stays open).
+        Pings are answered and pongs dropped here; messages arriving after our close frame
+        are dropped. Only one greenlet may read at a time.
+        """
+        if self._ended:
+            return None
+        if self._reading:
+            raise RuntimeError("read_message is already running in another greenlet")
+        self._reading = True
+        try:
+            return self._read(timeout)
+        finally:
+            self._reading = False
+
+    def receive(self):
+        """gevent-websocket's API: the next message's data, or None once closed."""
+        message = self.read_message()
+        return None if message is None else message[1]
+
+    def send_frame(self, opcode: str, data) -> None:
+        """Send one message as one frame: ``('text', str)`` or ``('binary', bytes)``.
+
+        Text may also be given as bytes already encoded in UTF-8 (sent unchecked).
+
+        Raises :class:`ConnectionClosed` once our close frame was sent or the connection
+        ended, :class:`WriteTimeout` (after aborting the connection) if the write took longer
+        than ``write_timeout``. Safe to call from several greenlets: frames never interleave.
+        """
+        if opcode == "text":
+            payload = data.encode("utf-8") if data.__class__ is str else data
+            op = OP_TEXT
+        elif opcode == "binary":
+            if isinstance(data, str):
+                raise TypeError("binary frames carry bytes, not str")
+            payload = data
+            op = OP_BINARY
+        else:
+            raise ValueError(f"opcode must be 'text' or 'binary', not {opcode!r}")
+        n = len(payload)
+        if n < 126:
+            head = bytes((0x80 | op, n))
+        else:
+            head = frame_header(op, n)
+        self._write(head + payload)
+
+    def try_send_frame(self, opcode: str, data) -> bool:
+        """:meth:`send_frame` that returns False instead of raising a :class:`WebSocketError`."""
+        try:
+            self.send_frame(opcode, data)
+        except WebSocketError:
+            return False
+        return True
+
+    def send(self, message, binary=None) -> None:
+        """gevent-websocket's API: a str goes as text, anything else as binary."""
+        if binary is None:
+            binary = not isinstance(message, str)
+        self.send_frame("binary" if binary else "text", message)
+
+    def ping(self, data: bytes = b"") -> None:
+        """Send a ping (at most 125 bytes); the pong is dropped by ``read_message``."""
+        if len(data) > 125:
+            raise ValueError("ping payload longer than 125 bytes")
+        self._write(bytes((0x80 | OP_PING, len(data))) + bytes(data))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake: send one close frame (``code``, ``reason``) and stop sending.
+
+        Idempotent, and does not wait for the peer: the greenlet in ``read_message`` sees
+        its close frame and closes the TCP connection; without a reply within
+        ``close_timeout`` the connection is closed anyway. Raises ``ValueError`` for a code
+        that may not be sent (1005, 1006, 1015, < 1000 ...) or a reason over 123 bytes.
+        """
+        if self._close_started or self._ended:
+            return
+        if isinstance(reason, (bytes, bytearray)):
+            reason = bytes(reason).decode("utf-8")
+        payload = encode_close(code, reason or "")
+        self._close_started = True
+        try:
+            self._write(bytes((0x80 | OP_CLOSE, len(payload))) + payload, closing=True)
+        except WebSocketError:
+            return  # already aborted or gone
+        self._start_close_timer()
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _read(self, timeout):
+        reader = self._reader
+        deadline = None if timeout is None else monotonic() + timeout
+        while True:
+            try:
+                event = reader.next_event()
+            except ProtocolError as e:
+                self._fail(e.code, e.reason)
+                return None
+            if event is None:
+                data = self._recv(deadline)
+                if data is TIMEOUT:
+                    return TIMEOUT
+                if not data:
+                    self._lost("connection lost")
+                    return None
+                reader.feed(data)
+                continue
+            kind = event[0]
+            if kind == "text" or kind == "binary":
+                if self._close_sent:
+                    continue  # closing: data after our close frame is dropped
+                self._unyielded += 1
+                if self._unyielded >= self.yield_every:
+                    # A buffered stream of messages never blocks, so never yields: let the
+                    # other greenlets run now and then.
+                    self._unyielded = 0
+                    gevent.sleep(0)
+                return event
+            if kind == "ping":
+                if not self._close_started:
+                    payload = event[1]
+                    try:
+                        self._write(bytes((0x80 | OP_PONG, len(payload))) + payload)
+                    except WebSocketError:
+                        pass  # aborted: the next read sees the end
+                continue
+            if kind == "pong":
+                continue
+            self._peer_closed(event[1], event[2])
+            return None
+
+    def _recv(self, deadline):
+        """Bytes from the socket (b'' at EOF or on a socket error), or TIMEOUT."""
+        read1 = self._rfile.read1
+        if deadline is None:
+            try:
+                data = read1(READ_SIZE)
+            except (OSError, ValueError):
+                return b""
+        else:
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                return TIMEOUT
+            timer = Timeout(remaining)
+            timer.start()
+            try:
+                data = read1(READ_SIZE)
+            except Timeout as e:
+                if e is not timer:
+                    raise
+                return TIMEOUT
+            except (OSError, ValueError):
+                return b""
+            finally:
+                timer.close()
+        if data:
+            self.bytes_in += len(data)
+            return data
+        return b""
+
+    def _peer_closed(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        if not self._close_started:
+            # Echo the peer's code (RFC 6455 5.5.1), then close TCP first, as a server should.
+            self._close_started = True
+            payload = b"" if code == NO_STATUS else code.to_bytes(2, "big")
+            try:
+                self._write(bytes((0x80 | OP_CLOSE, len(payload))) + payload, closing=True)
+            except WebSocketError:
+                pass
+        self._finish_tcp()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Fail the connection for a protocol error: close frame, FIN, drain, close."""
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+        if not self._close_started:
+            self._close_started = True
+            try:
+                self._write(bytes((0x80 | OP_CLOSE, 2 + len(reason))) + code.to_bytes(2, "big") + reason.encode(), closing=True)
+            except WebSocketError:
+                pass
+        self._close_sent = True
+        self.closed = True
+        # Lingering close: half-close, then read and drop what the peer still sends until it
+        # closes, so our close frame is not destroyed by a reset for unread input.
+        try:
+            self._socket.shutdown(_stdsocket.SHUT_WR)
+        except OSError:
+            pass
+        deadline = monotonic() + self.close_timeout
+        budget = LINGER_BYTES
+        while budget > 0:
+            data = self._recv(deadline)
+            if data is TIMEOUT or not data:
+                break
+            budget -= len(data)
+        self._finish_tcp()
+
+    def _lost(self, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code = ABNORMAL_CLOSURE
+            self.close_reason = reason
+        self._finish_tcp()
+
+    def _finish_tcp(self) -> None:
+        """Close the TCP connection (from the reading greenlet, or with no reader)."""
+        if self._ended:
+            return
+        self._ended = True
+        self._close_sent = True
+        self.closed = True
+        self._cancel_close_timer()
+        sock = self._socket
+        try:
+            sock.shutdown(_stdsocket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
+            self._rfile.close()
+        except (OSError, ValueError, RuntimeError):  # RuntimeError: a read still inside it
+            pass
+        try:
+            sock.close()
+        except OSError:
+            pass
+        self._ended_event.set()
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _write(self, frame, closing: bool = False) -> None:
+        with self._send_lock:
+            if self._close_sent:
+                raise ConnectionClosed("the WebSocket is closed" if self._ended else "the WebSocket is closing")
+            if closing:
+                self._close_sent = True
+                self.closed = True
+            seconds = self.write_timeout
+            timer = None
+            if seconds is not None:
+                timer = Timeout(seconds)
+                timer.start()
+            try:
+                self._socket.sendall(frame)
+            except Timeout as e:
+                self._abort("write timeout")
+                if e is not timer:
+                    raise  # someone else's timeout cut the frame: the stream is unusable
+                raise WriteTimeout(f"send took longer than {seconds} s; connection aborted") from None
+            except OSError as e:
+                self._abort("connection lost")
+                raise ConnectionClosed(f"the connection is gone: {e}") from None
+            except BaseException:
+                self._abort("send interrupted")  # part of a frame may be out: unrecoverable
+                raise
+            finally:
+                if timer is not None:
+                    timer.close()
+            self.bytes_out += len(frame)
+            self.frames_out += 1
+
+    def _abort(self, reason: str) -> None:
+        """Abort after a failed write: reset, not FIN, once the socket is closed."""
+        self._close_started = True
+        self._close_sent = True
+        self.closed = True
+        if self.close_code is None:
+            self.close_code = ABNORMAL_CLOSURE
+            self.close_reason = reason
+        self._cancel_close_timer()
+        sock = self._socket
+        try:
+            sock.setsockopt(_stdsocket.SOL_SOCKET, _stdsocket.SO_LINGER, _LINGER_ABORT)
+        except OSError:
+            pass
+        try:
+            sock.shutdown(_stdsocket.SHUT_RDWR)  # wakes the reader with EOF
+        except OSError:
+            pass
+        if not self._reading:
+            self._finish_tcp()
+
+    # -- the close timer --------------------------------------------------------------
+
+    def _start_close_timer(self) -> None:
+        if self._ended or self._close_timer is not None:
+            return
+        timer = gevent.get_hub().loop.timer(self.close_timeout)
+        self._close_timer = timer
+        timer.start(self._close_timer_fired)
+
+    def _cancel_close_timer(self) -> None:
+        timer = self._close_timer
+        if timer is not None:
+            self._close_timer = None
+            timer.stop()
+            timer.close()
+
+    def _close_timer_fired(self) -> None:
+        # Runs in the hub: no blocking calls.
+        self._cancel_close_timer()
+        if self._ended:
+            return
+        try:
+            self._socket.shutdown(_stdsocket.SHUT_RDWR)  # the reader, if any, sees EOF
+        except OSError:
+            pass
+        if not self._reading:
+            if self.close_code is None:
+                self.close_code = ABNORMAL_CLOSURE
+                self.close_reason = "no close frame from the peer"
+            self._finish_tcp()
+
+    # -- for the handler --------------------------------------------------------------
+
+    def _finish(self, code: int = 1000) -> None:
+        """End the connection once the application returned: close, await the reply, close TCP."""
+        if self._ended:
+            return
+        self.close(code)
+        if self._reading:
+            # Another greenlet still reads: it ends the connection (the close timer bounds it).
+            self._ended_event.wait(self.close_timeout + 1.0)
+            return
+        deadline = monotonic() + self.close_timeout
+        while not self._ended:
+            remaining = deadline - monotonic()
+            if remaining <= 0 or self.read_message(timeout=remaining) is TIMEOUT:
+                self._lost("no close frame from the peer")
