@@ -299,6 +299,7 @@ def run_websocket(ws: Any, mount: _Mount, connection: Any) -> None:
             return
         if not actors.is_alive(transport):
             ws.close(1000)
+            ws.wait_closed()  # the closing handshake, before pywsgi drops the TCP socket
             return
         send(transport, (FRAME, msg[0], msg[1]))
 
@@ -316,9 +317,9 @@ class PhoenixHandler(WebSocketHandler):
             # Plain HTTP, past every WebSocket handler in the MRO: no upgrade may happen.
             self.environ["greenphx.refusal"] = decision[1:]
             return WSGIHandler.run_application(self)
-        _accept, mount, connection = decision
-        self.ws_max_message_size = mount.options["max_frame_size"]
-        self.ws_write_timeout = mount.options["write_timeout"] / 1000.0
+        _accept, _mount, connection = decision
+        self.ws_max_message_size = _mount.options["max_frame_size"]
+        self.ws_write_timeout = _mount.options["write_timeout"] / 1000.0
         self.result = self.upgrade_websocket()
         ws = getattr(self, "websocket", None)
         if ws is None:  # the handshake itself was bad: answer it as the base class does
@@ -328,12 +329,17 @@ class PhoenixHandler(WebSocketHandler):
             return None
         if self.status and not self.headers_sent:
             self.write(b"")
+        # The connection lives on for hours; nothing of the handshake has to.
+        self.environ.clear()
         try:
-            run_websocket(ws, mount, connection)
+            run_websocket(ws, _mount, connection)
         finally:
-            self.environ.clear()  # nothing of the handshake outlives it
             self.websocket = None
         return None
+
+    def log_request(self) -> None:
+        """Access lines at DEBUG on transport.http (gevent-websocket logs them at INFO)."""
+        log.debug(self.format_request())
 
 
 class _QuietLog:

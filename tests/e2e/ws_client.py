@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
+import inspect
 import itertools
 import json
 import os
@@ -71,18 +72,22 @@ class PhxClient:
         self.timeout = timeout
         query = "&".join(f"{k}={v}" for k, v in {"vsn": vsn, **(params or {})}.items())
         self.url = f"{url}?{query}"
-        # As a context manager: plain connect() is deprecated from websockets 17 on.
+        options: dict[str, Any] = {
+            "additional_headers": headers,
+            "user_agent_header": user_agent,
+            "compression": None,
+            "open_timeout": timeout,
+            "close_timeout": 1,
+            # From websockets 15 on: no keepalive pings (they must not keep an idle socket
+            # alive), and no *_PROXY from the environment for a loopback server.
+            "ping_interval": None,
+            "proxy": None,
+        }
+        known = inspect.signature(connect).parameters
+        options = {k: v for k, v in options.items() if k in known}
+        # As a context manager: a bare connect() is deprecated from websockets 17 on.
         self._stack = contextlib.ExitStack()
-        self.ws = self._stack.enter_context(connect(
-            self.url,
-            additional_headers=headers,
-            user_agent_header=user_agent,
-            compression=None,
-            proxy=None,
-            open_timeout=timeout,
-            close_timeout=1,
-            ping_interval=None,  # no client pings: they must not keep an idle socket alive
-        ))
+        self.ws = self._stack.enter_context(connect(self.url, **options))
         self.close_code: int | None = None  # the server's close code, once it closed
         self._refs = itertools.count(1)
         self.join_refs: dict[str, str] = {}

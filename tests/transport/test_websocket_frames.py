@@ -348,6 +348,10 @@ class Server:
             gevent.sleep(float(args[1]))
             self.notes.append((ws.close_code, ws.try_send_frame("text", "x")))
             return "return"
+        elif name == "close-wait":  # a full closing handshake from the application
+            ws.close(1000)
+            self.notes.append(("closed", ws.wait_closed(5), ws.close_code))
+            return "return"
         elif name == "flood":
             chunk = b"\x00" * 65536
             while True:
@@ -679,6 +683,18 @@ def test_close_from_another_greenlet_while_reading(serve, connect):
     assert ws.close_code == 1001 and error is None
 
 
+def test_wait_closed_completes_the_closing_handshake(serve, connect):
+    server = serve()
+    c = connect(server.port)
+    c.send_frame(1, b"!close-wait")
+    assert c.recv_exact(4) == b"\x88\x02\x03\xe8"
+    c.send_frame(1, b"dropped")
+    c.send_frame(8, close_payload(1000, b"ok"))
+    c.expect_eof()
+    server.finished.get(timeout=5)
+    assert server.notes == [("closed", True, 1000)]
+
+
 def test_close_timeout_with_nobody_reading(serve, connect):
     server = serve(ws_close_timeout=0.1)
     c = connect(server.port)
@@ -707,6 +723,27 @@ def test_frames_sent_with_the_handshake_are_read(serve):
         assert rfile.read(7 + 3) == b"\x81\x05early" + b"\x8a\x01!"
     rfile.close()
     sock.close()
+
+
+def test_a_content_length_on_the_upgrade_request_is_not_read_as_a_body(serve):
+    server = serve()
+    sock = gsocket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(
+        b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 3\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n" + client_frame(1, b"hey")
+    )
+    rfile = sock.makefile("rb")
+    with gevent.Timeout(5):
+        while rfile.readline() != b"\r\n":
+            pass
+        assert rfile.read(5) == b"\x81\x03hey"
+        sock.sendall(client_frame(8, close_payload(1000)))
+        assert rfile.read(4) == b"\x88\x02\x03\xe8"
+        assert rfile.read() == b""
+    rfile.close()
+    sock.close()
+    ws, error = server.finished.get(timeout=5)
+    assert ws.close_code == 1000 and error is None
 
 
 def test_close_timeout_closes_tcp_without_a_reply(serve, connect):
@@ -803,8 +840,12 @@ def test_write_timeout_aborts_a_client_that_stops_reading(serve, connect):
             pass
 
 
-def test_pipelined_messages_let_other_greenlets_run(serve, connect):
-    """Defect 12: a reader with 2000 buffered messages yields to the hub as it goes."""
+def test_pipelined_messages_let_the_loop_run(serve, connect):
+    """Defect 12: a reader with 4000 buffered messages lets timers and IO run as it goes.
+
+    gevent.sleep(0) is not enough: it runs queued callbacks but polls the loop only every
+    50 of them, so a timer would fire only every 3200 messages.
+    """
     server = serve()
     c = connect(server.port)
     c.send_frame(1, b"!stats")
@@ -815,15 +856,15 @@ def test_pipelined_messages_let_other_greenlets_run(serve, connect):
     def ticker():
         while True:
             seen.append(ws.frames_in)
-            gevent.sleep(0)
+            gevent.sleep(0.0002)
 
     tick = gevent.spawn(ticker)
-    c.send(client_frame(1, b"m") * 2000)
+    c.send(client_frame(1, b"m") * 4000)
     with gevent.Timeout(10):
-        c.recv_exact(3 * 2000)
+        c.recv_exact(3 * 4000)
     tick.kill()
-    midway = [n for n in seen if 1 < n < 2001]
-    assert len(midway) >= 2000 // 64 - 1
+    midway = {n for n in seen if 1 < n < 4001}
+    assert len(midway) >= 20, len(midway)  # one per yield: ~4000 / 64
 
 
 def test_interop_with_the_websockets_client(serve):

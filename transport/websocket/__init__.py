@@ -22,6 +22,11 @@ request by a subclass) ``ws_max_message_size=None``, ``ws_write_timeout=10.0``,
 None``; on :class:`WebSocket` (constructor keywords and attributes) ``max_message_size=None``,
 ``write_timeout=10.0``, ``close_timeout=2.0``, ``yield_every=64``.
 
+A reader greenlet in ``read_message`` and any number of senders may share a connection;
+``close()`` never waits for the peer (the reader sees the reply and closes TCP), and
+``ws.close(code); ws.wait_closed()`` is the full closing handshake when nobody else reads.
+``try_send_frame`` is ``send_frame`` returning False instead of raising.
+
 Layers: ``_frames`` is the pure RFC 6455 framing (:class:`FrameReader`: bytes in, events out;
 :func:`encode_frame`), ``_handshake`` the pure handshake check, ``_connection`` drives them
 from a gevent socket, ``_handler`` plugs into pywsgi.

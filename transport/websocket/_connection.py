@@ -50,6 +50,9 @@ NO_STATUS = 1005
 
 #: Bytes asked of the socket per read.
 READ_SIZE = 65536
+#: How long ``read_message`` sleeps every ``yield_every`` messages: any positive value
+#: makes the hub run a full loop iteration.
+YIELD_SECONDS = 1e-6
 #: While failing a connection, input is drained (so the close frame is not lost to a TCP
 #: reset) for at most ``close_timeout`` seconds and this many bytes.
 LINGER_BYTES = 4 * 1024 * 1024
@@ -68,12 +71,18 @@ class WebSocket(_gws.WebSocket):
       the send raises :class:`WriteTimeout`. None: no limit.
     * ``close_timeout=2.0``: seconds to wait for the peer's close frame (or EOF) after ours
       before the TCP connection is closed anyway.
-    * ``yield_every=64``: ``read_message`` yields to the hub after this many messages
-      returned back to back, so a pipelining client cannot hold the loop.
+    * ``yield_every=64``: ``read_message`` lets the hub run a loop iteration (IO, timers)
+      after this many messages returned back to back, so a pipelining client cannot hold
+      the loop.
+
+    Calls: ``read_message(timeout)`` (one reader greenlet), ``send_frame(opcode, data)`` and
+    its non-raising form ``try_send_frame``, ``ping``, ``close(code, reason)`` (returns at
+    once), ``wait_closed(timeout)`` (until TCP is closed); gevent-websocket's ``receive`` and
+    ``send`` still work on top of them.
 
     State: ``close_code`` / ``close_reason`` (None / '' while open), ``closed`` (True once our
     close frame was sent or the connection ended). Counters: ``bytes_in``, ``bytes_out``,
-    ``frames_in``, ``frames_out``.
+    ``frames_in``, ``frames_out``. The socket gets ``TCP_NODELAY`` (one send per frame).
     """
 
     def __init__(
@@ -251,10 +260,13 @@ class WebSocket(_gws.WebSocket):
                     continue  # closing: data after our close frame is dropped
                 self._unyielded += 1
                 if self._unyielded >= self.yield_every:
-                    # A buffered stream of messages never blocks, so never yields: let the
-                    # other greenlets run now and then.
+                    # A buffered stream of messages never blocks, so never yields: give the
+                    # loop a turn now and then. Not sleep(0): that only runs callbacks already
+                    # queued, and gevent polls IO and timers only every 50 callbacks, so a
+                    # pipelining client still held the loop 50-80 ms; a due timer forces a
+                    # loop turn (max loop gap measured 1-2.5 ms).
                     self._unyielded = 0
-                    gevent.sleep(0)
+                    gevent.sleep(YIELD_SECONDS)
                 return event
             if kind == "ping":
                 if not self._close_started:
@@ -454,6 +466,28 @@ class WebSocket(_gws.WebSocket):
                 self.close_reason = "no close frame from the peer"
             self._finish_tcp()
 
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Block until the TCP connection is closed; True if it is, False on ``timeout``.
+
+        When no other greenlet is in ``read_message`` this one reads, dropping messages, so
+        the peer's close frame is seen. After :meth:`close` it returns within about
+        ``close_timeout`` seconds: ``ws.close(1000); ws.wait_closed()`` is a full closing
+        handshake.
+        """
+        if self._ended:
+            return True
+        if self._reading:
+            return self._ended_event.wait(timeout)
+        deadline = None if timeout is None else monotonic() + timeout
+        while not self._ended:
+            remaining = None
+            if deadline is not None:
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    return False
+            self.read_message(timeout=remaining)
+        return True
+
     # -- for the handler --------------------------------------------------------------
 
     def _finish(self, code: int = 1000) -> None:
@@ -461,12 +495,5 @@ class WebSocket(_gws.WebSocket):
         if self._ended:
             return
         self.close(code)
-        if self._reading:
-            # Another greenlet still reads: it ends the connection (the close timer bounds it).
-            self._ended_event.wait(self.close_timeout + 1.0)
-            return
-        deadline = monotonic() + self.close_timeout
-        while not self._ended:
-            remaining = deadline - monotonic()
-            if remaining <= 0 or self.read_message(timeout=remaining) is TIMEOUT:
-                self._lost("no close frame from the peer")
+        if not self.wait_closed(self.close_timeout + 1.0) and not self._reading:
+            self._lost("no close frame from the peer")

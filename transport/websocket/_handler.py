@@ -69,6 +69,14 @@ class WebSocketHandler(_gwsh.WebSocketHandler):
             write_timeout=self.ws_write_timeout,
             close_timeout=self.ws_close_timeout,
         )
+        # Whatever follows the request head belongs to the WebSocket: pywsgi must not try to
+        # discard a request "body" from the stream after the connection (a GET with a
+        # Content-Length would otherwise read from the closed stream and log a traceback).
+        try:
+            self.wsgi_input.content_length = 0
+            self.wsgi_input.chunked_input = False
+        except AttributeError:
+            pass
         environ.update(
             {
                 "wsgi.websocket_version": verdict.version,
@@ -106,13 +114,6 @@ class WebSocketHandler(_gwsh.WebSocketHandler):
             code = 1000
         finally:
             clients.pop(self.client_address, None)
-            # Whatever follows the request line belongs to the WebSocket: pywsgi must not try
-            # to discard a "body" from the closed stream.
-            try:
-                self.wsgi_input.content_length = 0
-                self.wsgi_input.chunked_input = False
-            except AttributeError:
-                pass
             try:
                 ws._finish(code)
             finally:
