@@ -22,6 +22,7 @@ import logging
 from typing import Any, Protocol
 
 import actors
+from actors._gen_server import _SYSTEM
 
 from ._message import InvalidMessageError
 
@@ -48,6 +49,10 @@ class TransportIO(Protocol):
     def send(self, opcode: str, data: Any) -> None: ...
 
     def close(self, code: int, reason: str = "") -> None: ...
+
+    def info(self) -> dict[str, Any]:
+        """For operators: transport, peer, path, and bytes/frames in and out."""
+        ...
 
 
 def close_code(reason: Any) -> int:
@@ -94,6 +99,9 @@ def _loop(conn: Any, io: TransportIO) -> Any:
         elif msg.__class__ is tuple and msg and msg[0] is REMOTE_CLOSED:
             conn.terminate("remote")
             return None
+        elif msg.__class__ is tuple and len(msg) == 3 and msg[0] is _SYSTEM:
+            _system_request(conn, io, msg[1], msg[2])
+            continue
         elif msg.__class__ is tuple and msg and msg[0] is IDLE_TIMEOUT:
             io.close(NORMAL_CLOSURE, "timeout")
             conn.terminate("timeout")
@@ -112,3 +120,28 @@ def _loop(conn: Any, io: TransportIO) -> Any:
             io.close(close_code(reason))
             conn.terminate(reason)
             return None
+
+
+def snapshot(conn: Any, io: Any) -> dict[str, Any]:
+    """What an operator sees of a socket: who, where, which channels, how much traffic."""
+    socket = conn.socket
+    state = {
+        "handler": conn.handler.__qualname__,
+        "id": socket.id,
+        "serializer": type(socket.serializer).__name__,
+        "channels": {topic: entry[0] for topic, entry in conn.channels.items()},
+    }
+    info = getattr(io, "info", None)
+    state.update(info() if info is not None else {})
+    return state
+
+
+def _system_request(conn: Any, io: Any, from_: Any, request: Any) -> None:
+    """Answer OTP's sys requests, as every GenServer does, so tools need no private access."""
+    if request.__class__ is str and request in ("get_state", "get_status"):
+        state = snapshot(conn, io)
+        if request == "get_status":
+            state = {"pid": actors.self(), "module": "transport.serve", "status": "running", "state": state}
+        actors.reply(from_, state)
+    else:
+        actors.reply(from_, ("error", ("unknown_system_msg", request)))

@@ -266,10 +266,24 @@ def _connect_info(environ: dict, keys: list) -> dict[str, Any]:
 class _WebSocketIO:
     """serve()'s io over a WebSocket; writes happen in the transport process."""
 
-    __slots__ = ("ws",)
+    __slots__ = ("ws", "peer", "path")
 
-    def __init__(self, ws: Any) -> None:
+    def __init__(self, ws: Any, peer: str | None, path: str | None) -> None:
         self.ws = ws
+        self.peer = peer
+        self.path = path
+
+    def info(self) -> dict[str, Any]:
+        ws = self.ws
+        return {
+            "transport": "websocket",
+            "peer": self.peer,
+            "path": self.path,
+            "bytes_in": ws.bytes_in,
+            "bytes_out": ws.bytes_out,
+            "frames_in": ws.frames_in,
+            "frames_out": ws.frames_out,
+        }
 
     def send(self, opcode: str, data: Any) -> None:
         try:
@@ -284,10 +298,10 @@ class _WebSocketIO:
             pass
 
 
-def run_websocket(ws: Any, mount: _Mount, connection: Any) -> None:
+def run_websocket(ws: Any, mount: _Mount, connection: Any, peer: str | None = None, path: str | None = None) -> None:
     """Run one upgraded connection: this greenlet reads frames, a transport process handles them."""
     idle = mount.options["timeout"] / 1000.0
-    transport = actors.spawn(serve, connection, _WebSocketIO(ws))
+    transport = actors.spawn(serve, connection, _WebSocketIO(ws, peer, path))
     send = actors.send
     while True:
         msg = ws.read_message(idle)
@@ -330,9 +344,11 @@ class PhoenixHandler(WebSocketHandler):
         if self.status and not self.headers_sent:
             self.write(b"")
         # The connection lives on for hours; nothing of the handshake has to.
+        peer = f"{self.environ.get('REMOTE_ADDR')}:{self.environ.get('REMOTE_PORT')}"
+        path = self.environ.get("PATH_INFO")
         self.environ.clear()
         try:
-            run_websocket(ws, _mount, connection)
+            run_websocket(ws, _mount, connection, peer, path)
         finally:
             self.websocket = None
         return None

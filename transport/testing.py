@@ -50,6 +50,9 @@ class _MemoryIO:
     def close(self, code: int, reason: str = "") -> None:
         actors.send(self.client, (_CLOSED, self.tag, code, reason))
 
+    def info(self) -> dict[str, Any]:
+        return {"transport": "memory", "peer": None, "path": None}
+
 
 class SocketClient:
     """An in-memory connection to a socket handler mounted on ``endpoint``."""

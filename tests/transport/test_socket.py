@@ -612,3 +612,22 @@ def test_a_raising_telemetry_handler_is_detached_not_fatal(endpoint, caplog):
         assert c.frame()[3] == "phx_reply"
     assert "broken" not in telemetry.list_handlers(("phoenix", "channel_joined"))
     assert len([r for r in caplog.records if "broken" in r.getMessage()]) == 1
+
+
+def test_a_transport_process_answers_get_state_with_a_snapshot(endpoint):
+    c = Client(endpoint, "2.0.0", user_id="9")
+    jr = c.join("room:lobby")
+    c.frame()
+    pid = channel_pid(c, "room:lobby", jr)
+    state = actors.get_state(c.raw.pid)
+    assert state == {
+        "handler": "UserSocket",
+        "id": "user_socket:9",
+        "serializer": "V2JSONSerializer",
+        "channels": {"room:lobby": pid},
+        "transport": "memory",
+        "peer": None,
+        "path": None,
+    }
+    assert actors.get_status(c.raw.pid)["state"] == state
+    assert actors.process_info(c.raw.pid)["label"] == ("socket", "UserSocket", "user_socket:9")

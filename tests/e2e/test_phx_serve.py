@@ -1,0 +1,153 @@
+"""phx-serve as a user runs it: a subprocess on a free port, real clients, signals, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+from websockets.asyncio.client import connect as aconnect
+from websockets.sync.client import connect
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+PHX_SERVE = [sys.executable, os.path.join(REPO, "bin", "phx-serve")]
+
+
+def start(*args, cwd=HERE):
+    proc = subprocess.Popen(
+        [*PHX_SERVE, *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
+    deadline = time.monotonic() + 20
+    line = ""
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("listening on http://") or not line:
+            break
+    if not line.startswith("listening on http://"):
+        proc.kill()
+        raise AssertionError(f"phx-serve did not start: {line!r} {proc.stderr.read()}")
+    port = int(line.strip().rsplit(":", 1)[1])
+    return proc, port
+
+
+def stop(proc, timeout=30):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def run(*args, timeout=30):
+    return subprocess.run(
+        [*PHX_SERVE, *args], cwd=HERE, capture_output=True, text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": REPO}
+    )
+
+
+def test_serves_a_user_endpoint_and_stops_cleanly_on_sigterm():
+    proc, port = start("serve_target:endpoint", "--port", "0")
+    try:
+        with connect(f"ws://127.0.0.1:{port}/socket/websocket?vsn=2.0.0") as ws:
+            ws.send(json.dumps(["1", "1", "lobby:a", "phx_join", {}]))
+            assert json.loads(ws.recv(timeout=5)) == ["1", "1", "lobby:a", "phx_reply", {"response": {}, "status": "ok"}]
+            ws.send(json.dumps(["1", "2", "lobby:a", "echo", {"x": 1}]))
+            assert json.loads(ws.recv(timeout=5))[4] == {"response": {"x": 1}, "status": "ok"}
+            assert stop(proc) == 0
+            with pytest.raises(Exception):
+                ws.recv(timeout=5)
+            assert ws.close_code == 1012
+    finally:
+        stop(proc)
+    assert "Traceback" not in proc.stderr.read()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["no_such_module_xyz:endpoint"], "cannot import 'no_such_module_xyz'"),
+        (["serve_target:missing"], "has no attribute 'missing'"),
+        (["serve_target:not_an_endpoint"], "is not an Endpoint"),
+        (["serve_target"], "TARGET must look like"),
+        (["serve_target:endpoint", "--host", "not-an-address"], "--host must be an IP address"),
+        (["serve_target:endpoint", "--debug-shell", "10.1.2.3:5000"], "loopback"),
+        (["serve_target:endpoint", "--log-level", "chatty"], "unknown log level"),
+    ],
+)
+def test_bad_invocations_fail_with_one_clear_line(args, message):
+    result = run(*args)
+    assert result.returncode == 2, result
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_port_in_use_is_a_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run("serve_target:endpoint", "--port", str(port))
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_shell_to_nowhere_fails_cleanly(tmp_path):
+    result = run("shell", f"unix:{tmp_path / 'nothing.sock'}", "-c", "procs()")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and result.stderr.strip()
+
+
+async def _connect_and_join(port, n, concurrency=100):
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i):
+        async with gate:
+            ws = await aconnect(f"ws://127.0.0.1:{port}/socket/websocket?vsn=2.0.0", open_timeout=20)
+            await ws.send(json.dumps(["1", "1", f"lobby:{i % 10}", "phx_join", {}]))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), 20))
+            assert reply[4]["status"] == "ok"
+            return ws
+
+    return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def _close_codes(clients, timeout=60):
+    async def code(ws):
+        try:
+            while True:
+                await ws.recv()
+        except Exception:
+            return ws.close_code
+
+    return await asyncio.wait_for(asyncio.gather(*(code(ws) for ws in clients)), timeout)
+
+
+def test_sigterm_with_1000_clients_drains_every_socket_with_1012_and_exits_0():
+    proc, port = start("serve_target:endpoint", "--port", "0", "--log-level", "warning")
+    try:
+
+        async def scenario():
+            clients = await _connect_and_join(port, 1000)
+            proc.send_signal(signal.SIGTERM)
+            return await _close_codes(clients)
+
+        codes = asyncio.run(scenario())
+        assert codes == [1012] * 1000
+        assert proc.wait(60) == 0
+    finally:
+        stop(proc)
+    assert "Traceback" not in proc.stderr.read()
