@@ -1,0 +1,518 @@
+/*
+ * phx.js: a small client for Phoenix sockets and channels, written for greenphx's demo.
+ *
+ *   const socket = new Phx.Socket("/socket", {params: {token: "..."}});
+ *   socket.connect();
+ *   const channel = socket.channel("room:lobby", {name: "ann"});
+ *   channel.on("new_msg", payload => console.log(payload));
+ *   channel.join()
+ *     .receive("ok", response => console.log("joined", response))
+ *     .receive("error", response => console.log("refused", response));
+ *   channel.push("new_msg", {body: "hi"}).receive("ok", () => {}).receive("timeout", () => {});
+ *
+ * The protocol: Phoenix's V2 serializer (vsn=2.0.0), every frame a JSON array
+ * [join_ref, ref, topic, event, payload]. A push's reply is the phx_reply with the same
+ * ref; a channel's frames carry the ref of its join as join_ref, and frames of an older
+ * join of the same topic are ignored.
+ *
+ * What it does by itself:
+ *  - heartbeat: a "heartbeat" on topic "phoenix" every heartbeatIntervalMs (30 s); if the
+ *    previous one is still unanswered when the next is due, the connection is dropped
+ *    and reconnected.
+ *  - reconnect: when the connection closes for any reason but disconnect() (a server
+ *    restart closes with 1012, a network drop with 1006), it reconnects after
+ *    reconnectAfterMs(tries): 1 s, 2 s, 5 s, then every 10 s, reset by a successful open.
+ *  - rejoin: a channel that gets phx_error (its server process crashed), an unsolicited
+ *    phx_close (its server process stopped), an error reply or no reply to its join, is
+ *    rejoined after rejoinAfterMs(tries): 1 s, 2 s, 5 s, then every 10 s. When the socket
+ *    reconnects, its channels rejoin at once. (Phoenix's own client treats a server's
+ *    phx_close as final; this one rejoins, which is what a page that must stay live wants.)
+ *  - buffering: pushes made before a channel has joined are sent once it has (or time out).
+ *
+ * Not covered: the V1 object framing, binary payloads, the LongPoll fallback.
+ */
+(function (global) {
+  "use strict";
+
+  const VSN = "2.0.0";
+  const DEFAULT_TIMEOUT = 10000;
+  const HEARTBEAT_INTERVAL = 30000;
+  const EVENTS = {
+    join: "phx_join",
+    leave: "phx_leave",
+    reply: "phx_reply",
+    error: "phx_error",
+    close: "phx_close",
+    heartbeat: "heartbeat",
+  };
+
+  /** tries (1, 2, ...) -> ms: steps[tries - 1], then the last step for ever. */
+  function backoff(steps) {
+    return (tries) => steps[Math.min(Math.max(tries, 1), steps.length) - 1];
+  }
+
+  const Serializer = {
+    encode(msg) {
+      return JSON.stringify([msg.join_ref, msg.ref, msg.topic, msg.event, msg.payload]);
+    },
+    decode(raw) {
+      const value = JSON.parse(raw);
+      if (!Array.isArray(value) || value.length !== 5) throw new Error("not a V2 frame: " + raw);
+      const [join_ref, ref, topic, event, payload] = value;
+      return { join_ref, ref, topic, event, payload };
+    },
+  };
+
+  /** A timer whose delay grows with the number of tries; reset() starts over. */
+  class RetryTimer {
+    constructor(callback, delayFor) {
+      this.callback = callback;
+      this.delayFor = delayFor;
+      this.tries = 0;
+      this.timer = null;
+    }
+    reset() {
+      this.tries = 0;
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    /** Schedules the next try; returns its delay in ms. */
+    schedule() {
+      clearTimeout(this.timer);
+      this.tries += 1;
+      const ms = this.delayFor(this.tries);
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.callback();
+      }, ms);
+      return ms;
+    }
+    get pending() {
+      return this.timer !== null;
+    }
+  }
+
+  /** One message to the server and the callbacks for its reply ("ok", "error", "timeout"). */
+  class Push {
+    constructor(channel, event, payload, timeout) {
+      this.channel = channel;
+      this.event = event;
+      this.payload = payload || {};
+      this.timeout = timeout;
+      this.ref = null;
+      this.received = null; // {status, response} once answered (or timed out)
+      this.hooks = [];
+      this.timer = null;
+    }
+    /** Calls callback(response) when the reply has this status; chainable. */
+    receive(status, callback) {
+      if (this.received && this.received.status === status) callback(this.received.response);
+      this.hooks.push({ status, callback });
+      return this;
+    }
+    /** (Re)sends with a fresh ref (or the one given); a reply to an earlier ref no longer counts. */
+    send(ref, joinRef) {
+      this.forget();
+      this.received = null;
+      this.ref = ref !== undefined ? ref : this.channel.socket.makeRef();
+      this.channel.pending.set(this.ref, this);
+      this.startTimeout();
+      this.channel.socket.push({
+        topic: this.channel.topic,
+        event: this.event,
+        payload: typeof this.payload === "function" ? this.payload() : this.payload,
+        ref: this.ref,
+        join_ref: joinRef !== undefined ? joinRef : this.channel.joinRef,
+      });
+      return this.ref;
+    }
+    startTimeout() {
+      if (this.timer !== null) return;
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.trigger("timeout", {});
+      }, this.timeout);
+    }
+    cancelTimeout() {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    forget() {
+      this.cancelTimeout();
+      if (this.ref !== null && this.channel.pending.get(this.ref) === this) this.channel.pending.delete(this.ref);
+    }
+    trigger(status, response) {
+      this.forget();
+      this.received = { status, response };
+      for (const hook of this.hooks.slice()) {
+        if (hook.status === status) hook.callback(response);
+      }
+    }
+  }
+
+  const STATES = { closed: "closed", errored: "errored", joined: "joined", joining: "joining", leaving: "leaving" };
+
+  class Channel {
+    constructor(topic, params, socket) {
+      this.topic = topic;
+      this.socket = socket;
+      this.state = STATES.closed;
+      this.joinRef = null;
+      this.joinedOnce = false;
+      this.left = false;
+      this.timeout = socket.timeout;
+      this.bindings = [];
+      this.bindingRef = 0;
+      this.pending = new Map(); // ref -> Push awaiting its reply
+      this.buffer = []; // pushes waiting for the join
+      this.rejoinTimer = new RetryTimer(() => {
+        if (this.socket.isConnected()) this.rejoin();
+      }, socket.rejoinAfterMs);
+      this.joinPush = new Push(this, EVENTS.join, params || {}, this.timeout);
+      this.joinPush
+        .receive("ok", () => {
+          this.state = STATES.joined;
+          this.rejoinTimer.reset();
+          const waiting = this.buffer.splice(0);
+          for (const p of waiting) if (!p.received) p.send(); // not those that timed out meanwhile
+          this.socket.log("channel", `joined ${this.topic}`);
+        })
+        .receive("error", (response) => {
+          this.state = STATES.errored;
+          this.socket.log("channel", `join of ${this.topic} refused`, response);
+          if (this.socket.isConnected()) this.rejoinTimer.schedule();
+        })
+        .receive("timeout", () => {
+          this.socket.log("channel", `join of ${this.topic} timed out`);
+          // Tell the server to drop the join that may still come up, then try again.
+          const stale = this.joinRef;
+          new Push(this, EVENTS.leave, {}, this.timeout).send(undefined, stale);
+          this.state = STATES.errored;
+          if (this.socket.isConnected()) this.rejoinTimer.schedule();
+        });
+    }
+
+    /** Joins (once per Channel object); returns the join Push for its replies. */
+    join(timeout) {
+      if (this.joinedOnce) throw new Error(`tried to join ${this.topic} more than once; use a new channel`);
+      if (timeout !== undefined) this.joinPush.timeout = timeout;
+      this.joinedOnce = true;
+      this.rejoin();
+      return this.joinPush;
+    }
+
+    rejoin() {
+      if (this.left) return;
+      this.rejoinTimer.reset();
+      this.state = STATES.joining;
+      // The join's ref is its join_ref: frames of earlier joins are ignored from now on.
+      this.joinRef = this.socket.makeRef();
+      this.joinPush.send(this.joinRef, this.joinRef);
+    }
+
+    /** Sends event with payload; returns the Push for its replies. Buffered until joined. */
+    push(event, payload, timeout) {
+      if (!this.joinedOnce) throw new Error(`tried to push "${event}" to ${this.topic} before joining it`);
+      const p = new Push(this, event, payload, timeout !== undefined ? timeout : this.timeout);
+      if (this.canPush()) {
+        p.send();
+      } else {
+        p.startTimeout();
+        this.buffer.push(p);
+      }
+      return p;
+    }
+
+    /** Leaves the channel; the returned Push gets "ok" when the server confirmed (or could not). */
+    leave(timeout) {
+      this.left = true;
+      this.rejoinTimer.reset();
+      this.joinPush.forget();
+      this.state = STATES.leaving;
+      const onClose = () => {
+        this.state = STATES.closed;
+        this.socket.remove(this);
+        this.trigger(EVENTS.close, {}, null);
+      };
+      const p = new Push(this, EVENTS.leave, {}, timeout !== undefined ? timeout : this.timeout);
+      p.receive("ok", onClose).receive("timeout", onClose);
+      if (this.canPush()) p.send();
+      else p.trigger("ok", {});
+      return p;
+    }
+
+    /** callback(payload, ref) for every event of this name; returns a ref for off(). */
+    on(event, callback) {
+      const ref = ++this.bindingRef;
+      this.bindings.push({ event, ref, callback });
+      return ref;
+    }
+
+    off(event, ref) {
+      this.bindings = this.bindings.filter((b) => !(b.event === event && (ref === undefined || b.ref === ref)));
+    }
+
+    canPush() {
+      return this.socket.isConnected() && this.state === STATES.joined;
+    }
+
+    isJoined() {
+      return this.state === STATES.joined;
+    }
+
+    trigger(event, payload, ref) {
+      for (const b of this.bindings.slice()) {
+        if (b.event === event) b.callback(payload, ref);
+      }
+    }
+
+    // -- from the socket ------------------------------------------------------------------
+
+    handleMessage(msg) {
+      if (msg.join_ref !== null && msg.join_ref !== undefined && msg.join_ref !== this.joinRef) {
+        return; // a frame of an earlier join of this topic
+      }
+      if ((this.state === STATES.leaving || this.state === STATES.closed) && msg.event !== EVENTS.reply) {
+        return; // a broadcast still on its way to a channel being left
+      }
+      switch (msg.event) {
+        case EVENTS.reply: {
+          const p = this.pending.get(msg.ref);
+          const payload = msg.payload || {};
+          if (p) p.trigger(payload.status, payload.response);
+          return;
+        }
+        case EVENTS.error:
+          this.serverLost("error");
+          this.trigger(msg.event, msg.payload, msg.ref);
+          return;
+        case EVENTS.close:
+          if (this.state === STATES.leaving || this.state === STATES.closed) return;
+          this.serverLost("close");
+          this.trigger(msg.event, msg.payload, msg.ref);
+          return;
+        default:
+          this.trigger(msg.event, msg.payload, msg.ref);
+      }
+    }
+
+    /** The server-side channel is gone (crash or stop): rejoin after a back-off. */
+    serverLost(why) {
+      if (this.state === STATES.leaving || this.state === STATES.closed) return;
+      this.socket.log("channel", `${this.topic}: server sent phx_${why}, rejoining`);
+      this.joinPush.forget();
+      this.state = STATES.errored;
+      if (this.socket.isConnected()) this.rejoinTimer.schedule();
+    }
+
+    socketOpened() {
+      if (this.state === STATES.errored) this.rejoin();
+    }
+
+    socketClosed() {
+      if (this.state === STATES.joined || this.state === STATES.joining) {
+        this.joinPush.forget();
+        this.state = STATES.errored;
+      }
+      this.rejoinTimer.reset(); // the socket's open rejoins
+    }
+  }
+
+  class Socket {
+    /**
+     * endPoint: "/socket" (same host as the page), "//host:port/socket" or "ws://host:port/socket".
+     * opts: params (object or function), timeout (10000 ms), heartbeatIntervalMs (30000),
+     * reconnectAfterMs(tries), rejoinAfterMs(tries), logger(kind, msg, data).
+     */
+    constructor(endPoint, opts) {
+      opts = opts || {};
+      this.endPoint = endPoint.replace(/\/+$/, "") + "/websocket";
+      this.params = opts.params || {};
+      this.timeout = opts.timeout || DEFAULT_TIMEOUT;
+      this.heartbeatIntervalMs = opts.heartbeatIntervalMs || HEARTBEAT_INTERVAL;
+      this.reconnectAfterMs = opts.reconnectAfterMs || backoff([1000, 2000, 5000, 10000]);
+      this.rejoinAfterMs = opts.rejoinAfterMs || backoff([1000, 2000, 5000, 10000]);
+      this.logger = opts.logger || null;
+      this.transport = opts.transport || global.WebSocket;
+      this.conn = null;
+      this.ref = 0;
+      this.channels = [];
+      this.sendBuffer = [];
+      this.heartbeatTimer = null;
+      this.pendingHeartbeatRef = null;
+      this.closeWasClean = false;
+      this.callbacks = { open: [], close: [], error: [], message: [] };
+      this.reconnectTimer = new RetryTimer(() => this.connect(), this.reconnectAfterMs);
+    }
+
+    log(kind, msg, data) {
+      if (this.logger) this.logger(kind, msg, data);
+    }
+
+    onOpen(callback) {
+      this.callbacks.open.push(callback);
+    }
+    /** callback(closeEvent, reconnectInMs or null) */
+    onClose(callback) {
+      this.callbacks.close.push(callback);
+    }
+    onError(callback) {
+      this.callbacks.error.push(callback);
+    }
+    onMessage(callback) {
+      this.callbacks.message.push(callback);
+    }
+
+    endPointURL() {
+      const params = typeof this.params === "function" ? this.params() : this.params;
+      const query = new URLSearchParams({ ...params, vsn: VSN }).toString();
+      let url = this.endPoint;
+      if (url.startsWith("//")) {
+        url = (global.location.protocol === "https:" ? "wss:" : "ws:") + url;
+      } else if (url.startsWith("/")) {
+        url = (global.location.protocol === "https:" ? "wss://" : "ws://") + global.location.host + url;
+      }
+      return `${url}?${query}`;
+    }
+
+    makeRef() {
+      this.ref += 1;
+      return String(this.ref);
+    }
+
+    isConnected() {
+      return this.conn !== null && this.conn.readyState === 1;
+    }
+
+    connect() {
+      if (this.conn !== null) return;
+      this.reconnectTimer.reset();
+      this.closeWasClean = false;
+      const conn = new this.transport(this.endPointURL());
+      this.conn = conn;
+      conn.onopen = () => this.connOpened(conn);
+      conn.onerror = (event) => this.connError(conn, event);
+      conn.onmessage = (event) => this.connMessage(conn, event);
+      conn.onclose = (event) => this.connClosed(conn, event);
+    }
+
+    /** Closes for good: no reconnect. */
+    disconnect(code, reason) {
+      this.closeWasClean = true;
+      this.reconnectTimer.reset();
+      const conn = this.conn;
+      if (conn === null) return;
+      this.dropConnection(code || 1000, reason || "", false);
+    }
+
+    channel(topic, params) {
+      const channel = new Channel(topic, params, this);
+      this.channels.push(channel);
+      return channel;
+    }
+
+    remove(channel) {
+      this.channels = this.channels.filter((c) => c !== channel);
+    }
+
+    /** Sends a message now, or once the connection is open. */
+    push(msg) {
+      const send = () => this.conn.send(Serializer.encode(msg));
+      if (this.isConnected()) send();
+      else this.sendBuffer.push(send);
+    }
+
+    // -- connection events (each checks that it is about the current connection) ----------
+
+    connOpened(conn) {
+      if (conn !== this.conn) return;
+      this.log("transport", `connected to ${this.endPointURL()}`);
+      this.reconnectTimer.reset();
+      const waiting = this.sendBuffer.splice(0);
+      for (const send of waiting) send();
+      this.startHeartbeat();
+      for (const c of this.channels.slice()) c.socketOpened();
+      for (const cb of this.callbacks.open) cb();
+    }
+
+    connError(conn, event) {
+      if (conn !== this.conn) return;
+      this.log("transport", "connection error", event);
+      for (const cb of this.callbacks.error) cb(event);
+    }
+
+    connMessage(conn, event) {
+      if (conn !== this.conn) return;
+      if (typeof event.data !== "string") {
+        this.log("transport", "ignored a binary frame");
+        return;
+      }
+      let msg;
+      try {
+        msg = Serializer.decode(event.data);
+      } catch (e) {
+        this.log("transport", "undecodable frame", event.data);
+        return;
+      }
+      if (msg.topic === "phoenix" && msg.event === EVENTS.reply && msg.ref === this.pendingHeartbeatRef) {
+        this.pendingHeartbeatRef = null;
+      }
+      for (const c of this.channels.slice()) {
+        if (c.topic === msg.topic) c.handleMessage(msg);
+      }
+      for (const cb of this.callbacks.message) cb(msg);
+    }
+
+    connClosed(conn, event) {
+      if (conn !== this.conn) return;
+      this.conn = null;
+      this.stopHeartbeat();
+      this.sendBuffer = []; // joins waiting for this connection: channels rejoin on the next
+      for (const c of this.channels.slice()) c.socketClosed();
+      let delay = null;
+      if (!this.closeWasClean) delay = this.reconnectTimer.schedule();
+      this.log("transport", `closed (${event.code}${event.reason ? " " + event.reason : ""})` + (delay !== null ? `, reconnecting in ${delay} ms` : ""));
+      for (const cb of this.callbacks.close) cb(event, delay);
+    }
+
+    /** Closes the current connection and handles it as closed now, without waiting for the handshake. */
+    dropConnection(code, reason, reconnect) {
+      const conn = this.conn;
+      if (conn === null) return;
+      conn.onopen = conn.onmessage = conn.onerror = conn.onclose = null;
+      try {
+        conn.close(code, reason);
+      } catch (e) {
+        // an invalid code or a connection still opening: it is dropped all the same
+      }
+      this.closeWasClean = !reconnect;
+      this.connClosed(conn, { code, reason, wasClean: false });
+    }
+
+    // -- heartbeat ------------------------------------------------------------------------
+
+    startHeartbeat() {
+      this.stopHeartbeat();
+      this.heartbeatTimer = setInterval(() => this.sendHeartbeat(), this.heartbeatIntervalMs);
+    }
+
+    stopHeartbeat() {
+      clearInterval(this.heartbeatTimer);
+      this.heartbeatTimer = null;
+      this.pendingHeartbeatRef = null;
+    }
+
+    sendHeartbeat() {
+      if (!this.isConnected()) return;
+      if (this.pendingHeartbeatRef !== null) {
+        this.log("transport", "heartbeat timeout: reconnecting");
+        this.dropConnection(1000, "heartbeat timeout", true);
+        return;
+      }
+      this.pendingHeartbeatRef = this.makeRef();
+      this.push({ topic: "phoenix", event: EVENTS.heartbeat, payload: {}, ref: this.pendingHeartbeatRef, join_ref: null });
+    }
+  }
+
+  global.Phx = { Socket, Channel, Push, Serializer, backoff, VSN };
+})(typeof window !== "undefined" ? window : globalThis);
