@@ -171,12 +171,7 @@ def _call(dest: Any, tag: str, request: Any, timeout: float | None) -> Any:
     if timeout is not None and not isinstance(timeout, (int, float)):
         raise TypeError(f"call: timeout must be a number of seconds or None, got {type(timeout).__name__}")
     me = _current()
-    if dest.__class__ is Pid:
-        target = dest._proc
-    elif isinstance(dest, str):
-        target = rt._names.get(dest)
-    else:
-        raise TypeError(f"call: dest must be a Pid or a registered name, got {type(dest).__name__}")
+    target = rt._lookup(dest, "call")
     if target is None:
         raise CallExit("noproc", dest, request)
     if target is me:
@@ -217,14 +212,9 @@ def _drop_monitor(me: Any, target: Any, ref: Ref) -> None:
 
 def cast(dest: "Pid | str", request: Any) -> None:
     """Send ``request`` to a GenServer without waiting. Never fails, as OTP's cast."""
-    if dest.__class__ is Pid:
-        rt.send(dest, (_CAST, request))
-    elif isinstance(dest, str):
-        proc = rt._names.get(dest)
-        if proc is not None:
-            rt.send(proc.pid, (_CAST, request))
-    else:
-        raise TypeError(f"cast: dest must be a Pid or a registered name, got {type(dest).__name__}")
+    proc = rt._lookup(dest, "cast")
+    if proc is not None:
+        rt.send(proc.pid, (_CAST, request))
 
 
 def reply(from_: From, value: Any) -> None:
@@ -245,12 +235,7 @@ def stop(dest: "Pid | str", reason: Any = "normal", timeout: float | None = None
     not dead in time, or its actual exit reason if that differs from ``reason``.
     """
     me = _current()
-    if dest.__class__ is Pid:
-        target = dest._proc
-    elif isinstance(dest, str):
-        target = rt._names.get(dest)
-    else:
-        raise TypeError(f"stop: dest must be a Pid or a registered name, got {type(dest).__name__}")
+    target = rt._lookup(dest, "stop")
     if target is None:
         raise CallExit("noproc", dest, ("stop", reason))
     ref = Ref()

@@ -418,6 +418,15 @@ def _deliver(proc: _Proc, msg: Any) -> None:
         _trace_event(proc, tracer, ("trace", proc.pid, "receive", msg))
 
 
+def _lookup(dest: Any, fn: str) -> _Proc | None:
+    """The live process ``dest`` names (a Pid or a registered name), or None."""
+    if dest.__class__ is Pid:
+        return dest._proc  # type: ignore[no-any-return]
+    if isinstance(dest, str):
+        return _names.get(dest)
+    raise TypeError(f"{fn}: dest must be a Pid or a registered name, got {type(dest).__name__}")
+
+
 def _resolve(dest: Any, fn: str) -> _Proc | None:
     if dest.__class__ is Pid:
         return dest._proc

@@ -222,12 +222,7 @@ def spawn_child(
     ``SupervisorError`` with ``'noproc'`` (not a live DynamicSupervisor),
     ``'shutting_down'`` or ``'max_children'``.
     """
-    if sup.__class__ is Pid:
-        proc = sup._proc  # type: ignore[union-attr]
-    elif isinstance(sup, str):
-        proc = rt._names.get(sup)
-    else:
-        raise TypeError(f"spawn_child: sup must be a Pid or a registered name, got {type(sup).__name__}")
+    proc = rt._lookup(sup, "spawn_child")
     spec = _spawn_spec(fn, args, restart, shutdown, child_id)
     server = proc.system if proc is not None else None
     if not isinstance(server, DynamicSupervisor) or not proc.alive:

@@ -100,16 +100,15 @@ def _serve(argv: list[str]) -> int:
     except actors.StartError as e:
         print(f"phx-serve: could not start: {_start_failure(e.reason)}", file=sys.stderr)
         return EXIT_FAILURE
-    host, port = endpoint.bound[:2] if endpoint.bound else (args.host, args.port)
-    print(f"listening on http://{host}:{port}", flush=True)
-    log.info("%s running at http://%s:%s", endpoint.name, host, port)
-
     shell = None
     if args.debug_shell:
         from . import debug_shell
 
-        shell = debug_shell.serve(args.debug_shell, root_pid=app.pid)
-        log.info("debug shell on %s", args.debug_shell)
+        shell = debug_shell.serve(args.debug_shell, root_pid=app.pid)  # logs its real address
+    # Printed last: when a supervisor of this process sees it, everything is up.
+    host, port = endpoint.bound[:2] if endpoint.bound else (args.host, args.port)
+    print(f"listening on http://{host}:{port}", flush=True)
+    log.info("%s running at http://%s:%s", endpoint.name, host, port)
 
     stopping = gevent.event.Event()
 

@@ -151,3 +151,63 @@ def test_sigterm_with_1000_clients_drains_every_socket_with_1012_and_exits_0():
     finally:
         stop(proc)
     assert "Traceback" not in proc.stderr.read()
+
+
+def shell(addr, expr):
+    return run("shell", addr, "-c", expr)
+
+
+def test_debug_shell_answers_every_question_about_the_live_server(tmp_path):
+    addr = f"unix:{tmp_path / 'phx.sock'}"
+    proc, port = start("serve_target:endpoint", "--port", "0", "--debug-shell", addr)
+    try:
+        assert (os.stat(tmp_path / "phx.sock").st_mode & 0o777) == 0o600
+        with connect(f"ws://127.0.0.1:{port}/socket/websocket?vsn=2.0.0") as ws:
+            ws.send(json.dumps(["1", "1", "lobby:shell", "phx_join", {}]))
+            assert json.loads(ws.recv(timeout=5))[4]["status"] == "ok"
+            local_port = ws.socket.getsockname()[1]
+
+            out = shell(addr, "sockets()")
+            assert out.returncode == 0, out
+            assert f"127.0.0.1:{local_port}" in out.stdout and "/socket/websocket" in out.stdout
+            assert "lobby:shell" in out.stdout
+
+            out = shell(addr, "print(sorted(topics()))")
+            assert out.returncode == 0 and "lobby:shell" in out.stdout
+
+            out = shell(addr, "print(len(subscribers('lobby:shell')))")
+            assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "1"
+
+            out = shell(addr, "tree()")
+            assert out.returncode == 0 and "Serve.PubSub" in out.stdout and "ChannelPool" in out.stdout
+
+            out = shell(addr, "procs(n=5)")
+            assert out.returncode == 0 and "<0." in out.stdout
+
+            transport_pid = shell(addr, "print(sockets()[0]['pid'])").stdout.strip().splitlines()[-1]
+            channel_pid = shell(addr, f"print(list(channels('{transport_pid}').values())[0])").stdout.strip().splitlines()[-1]
+            out = shell(addr, f"print(state('{channel_pid}').topic)")
+            assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "lobby:shell"
+            out = shell(addr, f"print(info('{channel_pid}')['label'])")
+            assert out.returncode == 0 and "lobby:shell" in out.stdout
+
+            out = shell(addr, "broadcast('lobby:shell', 'from_shell', {'n': 1})")
+            assert out.returncode == 0
+            assert json.loads(ws.recv(timeout=5)) == [None, None, "lobby:shell", "from_shell", {"n": 1}]
+
+            out = shell(addr, f"trace('{transport_pid}', n=1, seconds=1)")
+            assert out.returncode == 0
+
+            out = shell(addr, "help()")
+            assert out.returncode == 0 and "sockets" in out.stdout and "trace" in out.stdout
+
+            out = shell(addr, "1/0")
+            assert out.returncode == 1 and "ZeroDivisionError" in out.stdout + out.stderr
+
+            out = shell(addr, f"kill('{channel_pid}')")
+            assert out.returncode == 0
+            assert json.loads(ws.recv(timeout=5))[3] == "phx_error"
+        assert stop(proc) == 0
+    finally:
+        stop(proc)
+    assert "Traceback" not in proc.stderr.read()
