@@ -97,6 +97,16 @@ class Application:
         self.exit_reason = msg[4]
         return self.exit_reason
 
+    def is_down(self, msg: Any) -> bool:
+        """Whether ``msg`` is this tree's DOWN, for a caller that waits on several things
+        with its own ``receive`` (then ``stop``/``wait`` see the tree as already stopped)."""
+        ref = self._ref
+        if ref is None or not (msg.__class__ is tuple and len(msg) == 5 and msg[1] is ref and msg[0] == "DOWN"):
+            return False
+        self._ref = None
+        self.exit_reason = msg[4]
+        return True
+
     def __enter__(self) -> "Application":
         self.start()
         return self

@@ -35,6 +35,7 @@ __all__ = ["main"]
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+_STOP = "$phx-serve-stop"
 
 log = logging.getLogger("transport.cli")
 
@@ -89,7 +90,6 @@ def _serve(argv: list[str]) -> int:
     children, endpoint = _load(args.target, {"host": args.host, "port": args.port})
 
     import gevent
-    import gevent.event
 
     import actors
     from supervision import Application
@@ -110,20 +110,19 @@ def _serve(argv: list[str]) -> int:
     print(f"listening on http://{host}:{port}", flush=True)
     log.info("%s running at http://%s:%s", endpoint.name, host, port)
 
-    stopping = gevent.event.Event()
+    me = actors.self()
+    signalled = []
 
     def on_signal() -> None:
-        if stopping.is_set():
+        if signalled:
             os._exit(EXIT_FAILURE)  # a second signal: the user wants out now
-        stopping.set()
+        signalled.append(True)
+        actors.send(me, _STOP)
 
     gevent.signal_handler(signal.SIGTERM, on_signal)
     gevent.signal_handler(signal.SIGINT, on_signal)
-    # Also wakes when the tree gives up on its own (restart intensity exceeded).
-    watcher = gevent.spawn(app.wait)
-    watcher.link(lambda _g: stopping.set())
-    stopping.wait()
-    watcher.kill()
+    # Wake on a signal, or when the tree gives up on its own (restart intensity exceeded).
+    actors.receive(lambda m: m is _STOP or app.is_down(m))
     if shell is not None:
         shell.stop()
     if not app.running:

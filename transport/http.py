@@ -306,6 +306,10 @@ def run_websocket(ws: Any, mount: _Mount, connection: Any, peer: str | None = No
     while True:
         msg = ws.read_message(idle)
         if msg is WS_TIMEOUT:
+            if not actors.is_alive(transport):  # it died without closing: close for it
+                ws.close(1011)
+                ws.wait_closed()
+                return
             send(transport, (IDLE_TIMEOUT,))
             continue
         if msg is None:

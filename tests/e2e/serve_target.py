@@ -18,3 +18,24 @@ class LobbySocket(SocketHandler):
 endpoint = Endpoint("Serve.Endpoint", pubsub_server="Serve.PubSub", sockets=[("/socket", LobbySocket)])
 
 not_an_endpoint = 42
+
+
+def _crash_at_once():
+    raise RuntimeError("this worker always crashes")
+
+
+def _start_crasher():
+    import actors
+
+    return actors.spawn_link(_crash_at_once)
+
+
+def crashing(server):
+    """An application whose tree gives up: a permanent worker that always crashes."""
+    from transport.pubsub import PubSub
+
+    return [
+        PubSub.child_spec(name=endpoint.pubsub_server),
+        *endpoint.child_specs(server=server),
+        {"id": "crasher", "start": _start_crasher},
+    ]

@@ -211,3 +211,9 @@ def test_debug_shell_answers_every_question_about_the_live_server(tmp_path):
     finally:
         stop(proc)
     assert "Traceback" not in proc.stderr.read()
+
+
+def test_a_tree_that_gives_up_ends_phx_serve_with_an_error():
+    result = run("serve_target:crashing", "--port", "0", timeout=30)
+    assert result.returncode == 1
+    assert "the application stopped by itself: 'shutdown'" in result.stderr
