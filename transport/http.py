@@ -384,7 +384,16 @@ class HttpServer(GenServer):
         host = opts.get("host", "127.0.0.1")
         port = opts.get("port", 4000)
         try:
-            server = WSGIServer((host, port), app, handler_class=PhoenixHandler, log=_QuietLog(), error_log=_QuietLog())
+            # Ranch's (Cowboy's acceptor) default backlog: 128 dropped SYNs in connect bursts,
+            # each costing the client a 1 s retransmit.
+            server = WSGIServer(
+                (host, port),
+                app,
+                handler_class=PhoenixHandler,
+                log=_QuietLog(),
+                error_log=_QuietLog(),
+                backlog=opts.get("backlog", 1024),
+            )
             server.start()
         except OSError as e:
             return ("stop", ("listen_failed", host, port, str(e)))
