@@ -26,14 +26,10 @@ bounded.
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -42,6 +38,7 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+from serverproc import ServerProcess
 from ws_client import Msg, PhxClient, error, ok
 
 REPO = Path(__file__).resolve().parents[2]
@@ -49,8 +46,6 @@ REPO = Path(__file__).resolve().parents[2]
 # How the demo is served: phx-serve with no target, ``--port N`` appended.
 SERVER_CMD = [sys.executable, str(REPO / "bin" / "phx-serve")]
 
-START_TIMEOUT = 20.0  # s, until "listening on ..."
-STOP_TIMEOUT = 15.0  # s, after SIGTERM
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 ROOM = "room:lobby"
@@ -62,72 +57,12 @@ pytestmark = pytest.mark.timeout(120)
 # the server
 
 
-class DemoServer:
-    """The demo in a subprocess: its address, its stderr, and how to stop it."""
+class DemoServer(ServerProcess):
+    """The demo in a subprocess (``SERVER_CMD --port PORT``)."""
 
     def __init__(self, port: int = 0) -> None:
-        env = dict(os.environ)
-        # This checkout, not whatever greenphx happens to be installed.
-        env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-        env["PYTHONUNBUFFERED"] = "1"
-        self.proc = subprocess.Popen(
-            [*SERVER_CMD, "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-        )
-        self._stdout: queue.Queue = queue.Queue()
-        self._stderr: list[str] = []
-        self._lock = threading.Lock()
-        threading.Thread(target=self._pump_stdout, daemon=True).start()
-        threading.Thread(target=self._pump_stderr, daemon=True).start()
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                line = self._stdout.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.stop()
-                raise RuntimeError(f"the demo printed no 'listening on' line in {START_TIMEOUT}s:\n{self.stderr}") from None
-            if line is None:
-                self.stop()
-                raise RuntimeError(f"the demo exited before listening ({self.proc.returncode}):\n{self.stderr}")
-            found = re.fullmatch(r"listening on http://([^:]+):(\d+)", line.strip())
-            if found:
-                self.host, self.port = found.group(1), int(found.group(2))
-                break
-        self.http = f"http://{self.host}:{self.port}"
+        super().__init__([*SERVER_CMD, "--port", str(port)], cwd=REPO, name="the demo")
         self.ws = f"ws://{self.host}:{self.port}/socket/websocket"
-
-    def _pump_stdout(self) -> None:
-        for line in self.proc.stdout:
-            self._stdout.put(line)
-        self._stdout.put(None)
-
-    def _pump_stderr(self) -> None:
-        for line in self.proc.stderr:
-            with self._lock:
-                self._stderr.append(line)
-
-    @property
-    def stderr(self) -> str:
-        with self._lock:
-            return "".join(self._stderr)
-
-    def stop(self) -> int:
-        """SIGTERM (drain, close 1012), then SIGKILL after a bound; the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_TIMEOUT)
-        return self.proc.returncode
 
 
 @pytest.fixture(scope="module")

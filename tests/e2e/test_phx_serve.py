@@ -9,9 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
+from serverproc import ServerProcess
 from websockets.asyncio.client import connect as aconnect
 from websockets.sync.client import connect
 
@@ -20,36 +21,9 @@ REPO = os.path.dirname(os.path.dirname(HERE))
 PHX_SERVE = [sys.executable, os.path.join(REPO, "bin", "phx-serve")]
 
 
-def start(*args, cwd=HERE):
-    proc = subprocess.Popen(
-        [*PHX_SERVE, *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": REPO},
-    )
-    deadline = time.monotonic() + 20
-    line = ""
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("listening on http://") or not line:
-            break
-    if not line.startswith("listening on http://"):
-        proc.kill()
-        raise AssertionError(f"phx-serve did not start: {line!r} {proc.stderr.read()}")
-    port = int(line.strip().rsplit(":", 1)[1])
-    return proc, port
-
-
-def stop(proc, timeout=30):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+def start(*args):
+    """phx-serve with ``args`` from this folder (so ``serve_target`` imports); running."""
+    return ServerProcess([*PHX_SERVE, *args], cwd=Path(HERE), name="phx-serve")
 
 
 def run(*args, timeout=30):
@@ -59,20 +33,20 @@ def run(*args, timeout=30):
 
 
 def test_serves_a_user_endpoint_and_stops_cleanly_on_sigterm():
-    proc, port = start("serve_target:endpoint", "--port", "0")
+    server = start("serve_target:endpoint", "--port", "0")
     try:
-        with connect(f"ws://127.0.0.1:{port}/socket/websocket?vsn=2.0.0") as ws:
+        with connect(f"{server.ws}/socket/websocket?vsn=2.0.0") as ws:
             ws.send(json.dumps(["1", "1", "lobby:a", "phx_join", {}]))
             assert json.loads(ws.recv(timeout=5)) == ["1", "1", "lobby:a", "phx_reply", {"response": {}, "status": "ok"}]
             ws.send(json.dumps(["1", "2", "lobby:a", "echo", {"x": 1}]))
             assert json.loads(ws.recv(timeout=5))[4] == {"response": {"x": 1}, "status": "ok"}
-            assert stop(proc) == 0
+            assert server.stop() == 0
             with pytest.raises(Exception):
                 ws.recv(timeout=5)
             assert ws.close_code == 1012
     finally:
-        stop(proc)
-    assert "Traceback" not in proc.stderr.read()
+        server.stop()
+    assert "Traceback" not in server.stderr
 
 
 @pytest.mark.parametrize(
@@ -137,20 +111,20 @@ async def _close_codes(clients, timeout=60):
 
 
 def test_sigterm_with_1000_clients_drains_every_socket_with_1012_and_exits_0():
-    proc, port = start("serve_target:endpoint", "--port", "0", "--log-level", "warning")
+    server = start("serve_target:endpoint", "--port", "0", "--log-level", "warning")
     try:
 
         async def scenario():
-            clients = await _connect_and_join(port, 1000)
-            proc.send_signal(signal.SIGTERM)
+            clients = await _connect_and_join(server.port, 1000)
+            server.proc.send_signal(signal.SIGTERM)
             return await _close_codes(clients)
 
         codes = asyncio.run(scenario())
         assert codes == [1012] * 1000
-        assert proc.wait(60) == 0
+        assert server.proc.wait(60) == 0
     finally:
-        stop(proc)
-    assert "Traceback" not in proc.stderr.read()
+        server.stop()
+    assert "Traceback" not in server.stderr
 
 
 def shell(addr, expr):
@@ -159,10 +133,10 @@ def shell(addr, expr):
 
 def test_debug_shell_answers_every_question_about_the_live_server(tmp_path):
     addr = f"unix:{tmp_path / 'phx.sock'}"
-    proc, port = start("serve_target:endpoint", "--port", "0", "--debug-shell", addr)
+    server = start("serve_target:endpoint", "--port", "0", "--debug-shell", addr)
     try:
         assert (os.stat(tmp_path / "phx.sock").st_mode & 0o777) == 0o600
-        with connect(f"ws://127.0.0.1:{port}/socket/websocket?vsn=2.0.0") as ws:
+        with connect(f"{server.ws}/socket/websocket?vsn=2.0.0") as ws:
             ws.send(json.dumps(["1", "1", "lobby:shell", "phx_join", {}]))
             assert json.loads(ws.recv(timeout=5))[4]["status"] == "ok"
             local_port = ws.socket.getsockname()[1]
@@ -207,10 +181,10 @@ def test_debug_shell_answers_every_question_about_the_live_server(tmp_path):
             out = shell(addr, f"kill('{channel_pid}')")
             assert out.returncode == 0
             assert json.loads(ws.recv(timeout=5))[3] == "phx_error"
-        assert stop(proc) == 0
+        assert server.stop() == 0
     finally:
-        stop(proc)
-    assert "Traceback" not in proc.stderr.read()
+        server.stop()
+    assert "Traceback" not in server.stderr
 
 
 def test_a_tree_that_gives_up_ends_phx_serve_with_an_error():
