@@ -144,7 +144,8 @@ def main(argv=None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4000)
     args = parser.parse_args(argv)
-    server = WSGIServer((args.host, args.port), app, handler_class=_Handler, log=None, error_log=None)
+    # The listen backlog of transport.http.HttpServer (Ranch's default), not gevent's 128.
+    server = WSGIServer((args.host, args.port), app, handler_class=_Handler, log=None, error_log=None, backlog=1024)
     server.start()
     host, port = server.address[:2]
     print(f"listening on http://{host}:{port}", flush=True)

@@ -100,6 +100,9 @@ def _serve(argv: list[str]) -> int:
     except actors.StartError as e:
         print(f"phx-serve: could not start: {_start_failure(e.reason)}", file=sys.stderr)
         return EXIT_FAILURE
+    from .http import tune_gc
+
+    tune_gc()
     shell = None
     if args.debug_shell:
         from . import debug_shell
