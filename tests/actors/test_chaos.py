@@ -11,26 +11,13 @@ import time
 from collections import Counter
 
 import gevent
+from hostile_terms import Evil
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import actors
 from actors import RegistrationError
 from actors import _runtime as rt
-
-
-class Evil:
-    __hash__ = object.__hash__
-
-    def __eq__(self, other):
-        raise RuntimeError("Evil.__eq__")
-
-    def __ne__(self, other):
-        raise RuntimeError("Evil.__ne__")
-
-    def __bool__(self):
-        raise RuntimeError("Evil.__bool__")
-
 
 REASONS = ["normal", "kill", "boom", "shutdown", ("shutdown", 1), ("custom", 2), Evil()]
 

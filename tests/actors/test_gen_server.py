@@ -7,6 +7,7 @@ import logging
 
 import gevent
 import pytest
+from hostile_terms import Evil
 
 import actors
 from actors import TIMEOUT, BadReturnError, CallExit, Exit, GenServer, StartError
@@ -24,20 +25,6 @@ def _errors(caplog):
     return [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("actors")]
 
 
-class Evil:
-    __hash__ = object.__hash__
-
-    def __eq__(self, other):
-        raise RuntimeError("Evil.__eq__")
-
-    def __ne__(self, other):
-        raise RuntimeError("Evil.__ne__")
-
-    def __bool__(self):
-        raise RuntimeError("Evil.__bool__")
-
-    def __repr__(self):
-        return "Evil()"
 
 
 class Counter(GenServer):

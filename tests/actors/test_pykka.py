@@ -8,6 +8,7 @@ import queue
 import gevent
 import pykka
 import pytest
+from hostile_terms import Evil
 
 import actors
 from actors import TIMEOUT, CallExit, Exit
@@ -533,16 +534,6 @@ def test_call_cast_and_stop_through_the_runtime(no_leaks):
     assert not ref2.is_alive()
 
 
-class Evil:
-    """A term whose == and truth raise, like a numpy array's would."""
-
-    __hash__ = object.__hash__
-
-    def __eq__(self, other):
-        raise RuntimeError("Evil.__eq__")
-
-    def __bool__(self):
-        raise RuntimeError("Evil.__bool__")
 
 
 def test_hostile_terms_do_not_crash_the_loop(no_leaks):

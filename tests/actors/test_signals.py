@@ -7,6 +7,7 @@ import time
 import gevent
 import gevent.socket
 import pytest
+from hostile_terms import Evil
 
 import actors
 from actors import TIMEOUT, Exit
@@ -44,22 +45,6 @@ def _linked_pair(trap_b=False):
     return a, b
 
 
-class Evil:
-    """A term whose == and truth raise, like a numpy array's would."""
-
-    __hash__ = object.__hash__
-
-    def __eq__(self, other):
-        raise RuntimeError("Evil.__eq__")
-
-    def __ne__(self, other):
-        raise RuntimeError("Evil.__ne__")
-
-    def __bool__(self):
-        raise RuntimeError("Evil.__bool__")
-
-    def __repr__(self):
-        return "Evil()"
 
 
 class _Ambiguous:
