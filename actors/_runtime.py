@@ -303,12 +303,25 @@ def _reap_dead_adopted() -> None:
             _terminate(proc, "normal")
 
 
-def _release_current() -> None:
-    """End the calling greenlet's adopted process, if it has one (test isolation)."""
+def _adopt_current(initial_call: Any) -> _Proc:
+    """Make the calling greenlet a process (it may be one already), started as ``initial_call``.
+
+    For a transport's own greenlet (a WSGI handler's) that becomes the connection's
+    process, as Cowboy's connection process becomes Phoenix's transport.
+    """
+    proc = _current()
+    proc.initial_call = initial_call
+    return proc
+
+
+def _release_current(reason: Any = "normal") -> None:
+    """End the calling greenlet's adopted process, if it has one, with ``reason``; the
+    greenlet runs on as a plain greenlet (test isolation; a transport finishing its TCP
+    close after its process has exited)."""
     g = getcurrent()
     proc = _adopted.get(g)
     if proc is not None:
-        _terminate(proc, "normal")
+        _terminate(proc, reason)
     dead = _dying.pop(g, None)
     if dead is not None:
         dead.unwound = True  # its death is applied; do not throw it into what runs next
@@ -483,6 +496,32 @@ def _wait(proc: _Proc, timeout: float | None) -> bool:
             timer.close()
     finally:
         proc.waiter = None
+
+
+#: What :func:`_wait_io` returns when the watcher fired.
+IO_READY = "io_ready"
+
+
+def _wait_io(proc: _Proc, watcher: Any, timeout: float | None) -> Any:
+    """Block until a message arrives (True), the gevent ``watcher`` fires (IO_READY) or
+    ``timeout`` seconds pass (False): a transport process waiting on its socket and its
+    mailbox at once, as an Erlang process gets socket data as messages."""
+    hub = get_hub()
+    waiter = Waiter(hub)
+    proc.waiter = waiter
+    watcher.start(waiter.switch, IO_READY)
+    try:
+        if timeout is None:
+            return waiter.get()
+        timer = hub.loop.timer(timeout)
+        timer.start(waiter.switch, False)
+        try:
+            return waiter.get()
+        finally:
+            timer.close()
+    finally:
+        proc.waiter = None
+        watcher.stop()
 
 
 def receive(

@@ -31,7 +31,7 @@ from ._channel import (
 from ._endpoint import Endpoint
 from ._message import Binary, Broadcast, InvalidMessageError, Message, Reply
 from ._socket import Socket, SocketConnection, SocketHandler, connect
-from ._transport import close_code, serve
+from ._transport import close_code, serve, serve_stream
 from .pubsub import BroadcastError, PubSub, PubSubError, UnknownPubSubError
 from ._drainer import Drainer
 from .serializers import DEFAULT_SERIALIZERS, V1, V2, EncodeError, Serializer, negotiate
@@ -71,6 +71,7 @@ __all__ = [
     "push",
     "reply",
     "serve",
+    "serve_stream",
     "pubsub",
     "socket_ref",
     "telemetry",

@@ -57,9 +57,8 @@ from actors import GenServer
 from supervision import ChildSpec
 
 from ._socket import connect
-from ._transport import FRAME, IDLE_TIMEOUT, REMOTE_CLOSED, ConnectionLost, serve
+from ._transport import ConnectionLost, serve_stream
 from .serializers import DEFAULT_SERIALIZERS, validate_serializers
-from .websocket import TIMEOUT as WS_TIMEOUT
 from .websocket import WebSocketError, WebSocketHandler
 
 log = logging.getLogger("transport.http")
@@ -299,27 +298,10 @@ class _WebSocketIO:
 
 
 def run_websocket(ws: Any, mount: _Mount, connection: Any, peer: str | None = None, path: str | None = None) -> None:
-    """Run one upgraded connection: this greenlet reads frames, a transport process handles them."""
-    idle = mount.options["timeout"] / 1000.0
-    transport = actors.spawn(serve, connection, _WebSocketIO(ws, peer, path))
-    send = actors.send
-    while True:
-        msg = ws.read_message(idle)
-        if msg is WS_TIMEOUT:
-            if not actors.is_alive(transport):  # it died without closing: close for it
-                ws.close(1011)
-                ws.wait_closed()
-                return
-            send(transport, (IDLE_TIMEOUT,))
-            continue
-        if msg is None:
-            send(transport, (REMOTE_CLOSED, getattr(ws, "close_code", 1006)))
-            return
-        if not actors.is_alive(transport):
-            ws.close(1000)
-            ws.wait_closed()  # the closing handshake, before pywsgi drops the TCP socket
-            return
-        send(transport, (FRAME, msg[0], msg[1]))
+    """Run one upgraded connection: this greenlet becomes its transport process, reading
+    frames and writing pushes itself, then completes the closing handshake."""
+    serve_stream(connection, _WebSocketIO(ws, peer, path), ws, mount.options["timeout"] / 1000.0)
+    ws.wait_closed()  # the closing handshake, before pywsgi drops the TCP socket
 
 
 class PhoenixHandler(WebSocketHandler):

@@ -29,7 +29,7 @@ from ._frames import (
     frame_header,
 )
 
-__all__ = ["TIMEOUT", "WebSocket"]
+__all__ = ["TIMEOUT", "WOULD_BLOCK", "WebSocket"]
 
 
 class _Timeout:
@@ -45,10 +45,25 @@ class _Timeout:
 #: What :meth:`WebSocket.read_message` returns when its ``timeout`` passed without a message.
 TIMEOUT = _Timeout()
 
+
+class _WouldBlock:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "WOULD_BLOCK"
+
+    def __reduce__(self):
+        return "WOULD_BLOCK"
+
+
+#: What :meth:`WebSocket.read_nowait` returns when no complete message is buffered.
+WOULD_BLOCK = _WouldBlock()
+
 ABNORMAL_CLOSURE = 1006
 NO_STATUS = 1005
 
-#: Bytes asked of the socket per read.
+#: Bytes asked of the socket per read. Reads happen only once the socket is readable, so
+#: an idle connection holds no buffer of this size.
 READ_SIZE = 65536
 #: How long ``read_message`` sleeps every ``yield_every`` messages: any positive value
 #: makes the hub run a full loop iteration.
@@ -84,6 +99,9 @@ class WebSocket(_gws.WebSocket):
     close frame was sent or the connection ended). Counters: ``bytes_in``, ``bytes_out``,
     ``frames_in``, ``frames_out``. The socket gets ``TCP_NODELAY`` (one send per frame).
     """
+
+    #: What :meth:`read_nowait` returns when no complete message is buffered.
+    would_block = WOULD_BLOCK
 
     def __init__(
         self,
@@ -121,6 +139,13 @@ class WebSocket(_gws.WebSocket):
         self._reading = False
         self._close_timer = None
         self._unyielded = 0
+        # Bytes the HTTP parser read past the request head belong to the WebSocket; after
+        # they are taken, reads go to the socket itself.
+        self._rfile_unread = True
+        # read_nowait: whether the socket may hold input. A short read empties it, so the
+        # next read_nowait answers WOULD_BLOCK without a failing recv (and its exception)
+        # until input_ready() says the read watcher fired.
+        self._input_pending = True
 
     def __del__(self):
         # gevent-websocket's __del__ sends a close frame, possibly from the hub; the socket's
@@ -162,6 +187,34 @@ class WebSocket(_gws.WebSocket):
             return self._read(timeout)
         finally:
             self._reading = False
+
+    def read_nowait(self):
+        """:meth:`read_message` without waiting for the network: the next message if the
+        bytes already received hold one, None once the connection has ended, else
+        :data:`WOULD_BLOCK` (wait for :attr:`read_event` and call again).
+
+        Pings are answered and pongs dropped as in :meth:`read_message`. Failing the
+        connection for a protocol error still waits (at most ``close_timeout``) for the
+        peer to close.
+        """
+        if self._ended:
+            return None
+        if self._reading:
+            raise RuntimeError("read_nowait: read_message is already running in another greenlet")
+        self._reading = True
+        try:
+            return self._read(None, nowait=True)
+        finally:
+            self._reading = False
+
+    @property
+    def read_event(self):
+        """The socket's gevent read watcher: readable input, EOF, or the socket closed."""
+        return self._socket._read_event
+
+    def input_ready(self) -> None:
+        """Tell :meth:`read_nowait` that :attr:`read_event` fired: the socket has input."""
+        self._input_pending = True
 
     def receive(self):
         """gevent-websocket's API: the next message's data, or None once closed."""
@@ -236,7 +289,7 @@ class WebSocket(_gws.WebSocket):
 
     # -- reading ----------------------------------------------------------------------
 
-    def _read(self, timeout):
+    def _read(self, timeout, nowait: bool = False):
         reader = self._reader
         deadline = None if timeout is None else monotonic() + timeout
         while True:
@@ -246,9 +299,9 @@ class WebSocket(_gws.WebSocket):
                 self._fail(e.code, e.reason)
                 return None
             if event is None:
-                data = self._recv(deadline)
-                if data is TIMEOUT:
-                    return TIMEOUT
+                data = self._recv_nowait() if nowait else self._recv(deadline)
+                if data is TIMEOUT or data is WOULD_BLOCK:
+                    return data
                 if not data:
                     self._lost("connection lost")
                     return None
@@ -281,12 +334,55 @@ class WebSocket(_gws.WebSocket):
             self._peer_closed(event[1], event[2])
             return None
 
+    def _take_rfile_buffer(self) -> bytes:
+        """What the HTTP parser's buffered reader holds beyond the request head (once)."""
+        self._rfile_unread = False
+        sock = self._socket
+        try:
+            saved = sock.gettimeout()
+            sock.settimeout(0.0)  # hand over what is buffered; never wait here
+            try:
+                return self._rfile.read1(READ_SIZE) or b""
+            finally:
+                sock.settimeout(saved)
+        except (OSError, ValueError):
+            return b""
+
+    def _recv_nowait(self):
+        """Bytes the socket has now (b'' at EOF or on a socket error), or WOULD_BLOCK."""
+        if self._rfile_unread:
+            data = self._take_rfile_buffer()
+            if data:
+                self.bytes_in += len(data)
+                return data
+        if not self._input_pending:
+            return WOULD_BLOCK
+        try:
+            # The socket object under gevent's is always non-blocking; after a close it is
+            # a stub whose calls raise EBADF.
+            data = self._socket._sock.recv(READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            self._input_pending = False
+            return WOULD_BLOCK
+        except (OSError, ValueError, AttributeError):
+            return b""
+        n = len(data)
+        if n < READ_SIZE:
+            self._input_pending = False
+        self.bytes_in += n
+        return data
+
     def _recv(self, deadline):
         """Bytes from the socket (b'' at EOF or on a socket error), or TIMEOUT."""
-        read1 = self._rfile.read1
+        if self._rfile_unread:
+            data = self._take_rfile_buffer()
+            if data:
+                self.bytes_in += len(data)
+                return data
+        recv = self._socket.recv
         if deadline is None:
             try:
-                data = read1(READ_SIZE)
+                data = recv(READ_SIZE)
             except (OSError, ValueError):
                 return b""
         else:
@@ -296,7 +392,7 @@ class WebSocket(_gws.WebSocket):
             timer = Timeout(remaining)
             timer.start()
             try:
-                data = read1(READ_SIZE)
+                data = recv(READ_SIZE)
             except Timeout as e:
                 if e is not timer:
                     raise
@@ -390,29 +486,43 @@ class WebSocket(_gws.WebSocket):
             if closing:
                 self._close_sent = True
                 self.closed = True
-            seconds = self.write_timeout
-            timer = None
-            if seconds is not None:
-                timer = Timeout(seconds)
-                timer.start()
             try:
-                self._socket.sendall(frame)
-            except Timeout as e:
-                self._abort("write timeout")
-                if e is not timer:
-                    raise  # someone else's timeout cut the frame: the stream is unusable
-                raise WriteTimeout(f"send took longer than {seconds} s; connection aborted") from None
+                # Most frames fit the kernel's send buffer: write without waiting first, and
+                # arm the write timeout only for what is left.
+                sent = self._socket._sock.send(frame)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
             except OSError as e:
                 self._abort("connection lost")
                 raise ConnectionClosed(f"the connection is gone: {e}") from None
-            except BaseException:
-                self._abort("send interrupted")  # part of a frame may be out: unrecoverable
-                raise
-            finally:
-                if timer is not None:
-                    timer.close()
+            if sent != len(frame):
+                self._write_blocking(memoryview(frame)[sent:])
             self.bytes_out += len(frame)
             self.frames_out += 1
+
+    def _write_blocking(self, rest) -> None:
+        """Write the rest of a frame, waiting at most ``write_timeout`` (lock held)."""
+        seconds = self.write_timeout
+        timer = None
+        if seconds is not None:
+            timer = Timeout(seconds)
+            timer.start()
+        try:
+            self._socket.sendall(rest)
+        except Timeout as e:
+            self._abort("write timeout")
+            if e is not timer:
+                raise  # someone else's timeout cut the frame: the stream is unusable
+            raise WriteTimeout(f"send took longer than {seconds} s; connection aborted") from None
+        except OSError as e:
+            self._abort("connection lost")
+            raise ConnectionClosed(f"the connection is gone: {e}") from None
+        except BaseException:
+            self._abort("send interrupted")  # part of a frame may be out: unrecoverable
+            raise
+        finally:
+            if timer is not None:
+                timer.close()
 
     def _abort(self, reason: str) -> None:
         """Abort after a failed write: reset, not FIN, once the socket is closed."""
