@@ -333,6 +333,7 @@ class PhoenixHandler(WebSocketHandler):
         peer = f"{self.environ.get('REMOTE_ADDR')}:{self.environ.get('REMOTE_PORT')}"
         path = self.environ.get("PATH_INFO")
         self.environ.clear()
+        self.headers = None  # the parsed request headers (an email.message.Message)
         try:
             run_websocket(ws, _mount, connection, peer, path)
         finally:

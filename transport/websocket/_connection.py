@@ -115,6 +115,8 @@ class WebSocket(_gws.WebSocket):
         yield_every: int = 64,
     ) -> None:
         super().__init__(environ, stream, handler)
+        # gevent-websocket's reader pieces: this class reads through FrameReader instead.
+        self.stream = self.raw_read = self.raw_write = self.utf8validator = None
         self._socket = handler.socket
         self._rfile = handler.rfile
         try:
@@ -338,13 +340,18 @@ class WebSocket(_gws.WebSocket):
         """What the HTTP parser's buffered reader holds beyond the request head (once)."""
         self._rfile_unread = False
         sock = self._socket
+        rfile = self._rfile
         try:
             saved = sock.gettimeout()
             sock.settimeout(0.0)  # hand over what is buffered; never wait here
             try:
-                return self._rfile.read1(READ_SIZE) or b""
+                return rfile.read1(READ_SIZE) or b""
             finally:
                 sock.settimeout(saved)
+                # Reads go to the socket from now on: closing the reader frees its 8 KiB
+                # buffer, which a connection would otherwise hold for its whole life (the
+                # socket stays open: the reader only drops its reference).
+                rfile.close()
         except (OSError, ValueError):
             return b""
 
