@@ -82,14 +82,18 @@ class GenServer:
         """Clean up before exiting. Called on a stop, a crash, and a parent's shutdown when trapping exits."""
 
     @classmethod
-    def start_link(cls, init_arg: Any = None, *, name: str | None = None, timeout: float | None = 5.0) -> Pid | None:
+    def start_link(
+        cls, init_arg: Any = None, *, name: str | None = None, timeout: float | None = 5.0, hibernate_after: int | None = None
+    ) -> Pid | None:
         """Start an instance linked to the caller; see :func:`start_link`."""
-        return start_link(cls, init_arg, name=name, timeout=timeout)
+        return start_link(cls, init_arg, name=name, timeout=timeout, hibernate_after=hibernate_after)
 
     @classmethod
-    def start(cls, init_arg: Any = None, *, name: str | None = None, timeout: float | None = 5.0) -> Pid | None:
+    def start(
+        cls, init_arg: Any = None, *, name: str | None = None, timeout: float | None = 5.0, hibernate_after: int | None = None
+    ) -> Pid | None:
         """Start an unlinked instance; see :func:`start`."""
-        return start(cls, init_arg, name=name, timeout=timeout)
+        return start(cls, init_arg, name=name, timeout=timeout, hibernate_after=hibernate_after)
 
 
 # --------------------------------------------------------------------------------------
@@ -97,37 +101,49 @@ class GenServer:
 # --------------------------------------------------------------------------------------
 
 
-def start(server: Any, init_arg: Any = None, *, name: str | None = None, timeout: float | None = 5.0) -> Pid | None:
+def start(
+    server: Any, init_arg: Any = None, *, name: str | None = None, timeout: float | None = 5.0, hibernate_after: int | None = None
+) -> Pid | None:
     """Start a GenServer and wait for its ``init``: the pid, None for ``'ignore'``.
 
     Raises :class:`StartError` when ``init`` stops, returns an error, crashes, does not
     answer within ``timeout`` seconds, or ``name`` is taken (reason
     ``('already_started', pid)``). A failed start returns only once the process is dead.
+    ``hibernate_after`` (milliseconds, OTP's option): after that long without a message
+    the server hibernates (:func:`actors.hibernate`) until the next one.
     """
-    return _start(server, init_arg, name, timeout, link=False)
+    return _start(server, init_arg, name, timeout, link=False, hibernate_after=hibernate_after)
 
 
-def start_link(server: Any, init_arg: Any = None, *, name: str | None = None, timeout: float | None = 5.0) -> Pid | None:
+def start_link(
+    server: Any, init_arg: Any = None, *, name: str | None = None, timeout: float | None = 5.0, hibernate_after: int | None = None
+) -> Pid | None:
     """As :func:`start`, linked to the caller.
 
     As in OTP, if ``init`` fails with an abnormal reason, the link delivers that exit to a
     caller that does not trap exits; a trapping caller gets :class:`StartError` and no
     ``EXIT`` message is left behind.
     """
-    return _start(server, init_arg, name, timeout, link=True)
+    return _start(server, init_arg, name, timeout, link=True, hibernate_after=hibernate_after)
 
 
-def _start(server: Any, init_arg: Any, name: str | None, timeout: float | None, link: bool) -> Pid | None:
+def _check_hibernate_after(value: Any, fn: str) -> None:
+    if value is not None and (value.__class__ not in (int, float) or value < 0):
+        raise TypeError(f"{fn}: hibernate_after must be milliseconds >= 0 or None, got {value!r}")
+
+
+def _start(server: Any, init_arg: Any, name: str | None, timeout: float | None, link: bool, hibernate_after: int | None = None) -> Pid | None:
     instance = server() if isinstance(server, type) else server
     if not isinstance(instance, GenServer):
         raise TypeError(f"start: server must be a GenServer subclass or instance, got {server!r}")
     if name is not None and not isinstance(name, str):
         raise TypeError(f"start: name must be a str, got {type(name).__name__}")
+    _check_hibernate_after(hibernate_after, "start")
     me = _current()
     tag = Ref()
     pid, mref = rt._spawn(
         _server_main,
-        (instance, init_arg, me.pid, tag, name, link),
+        (instance, init_arg, me.pid, tag, name, link, hibernate_after),
         {},
         link=link,
         monitor=True,
@@ -301,7 +317,7 @@ class _Stop(Exception):
         self.state = state
 
 
-def _server_main(server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: str | None, linked: bool) -> None:
+def _server_main(server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: str | None, linked: bool, hibernate_after: Any) -> None:
     me = _current()
     me.system = server
     if name is not None:
@@ -325,7 +341,7 @@ def _server_main(server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: 
         rt.send(parent, (_ACK, tag, "ok", None))
         # As OTP's gen: an unlinked server is its own parent, so an exit signal from
         # whoever called start() is an ordinary handle_info message, not a shutdown.
-        _loop(server, me, result[1], result[2] if len(result) == 3 else None, parent if linked else me.pid)
+        _loop(server, me, result[1], result[2] if len(result) == 3 else None, parent if linked else me.pid, hibernate_after)
     elif result == "ignore":
         rt.send(parent, (_ACK, tag, "ignore", None))
     elif result.__class__ is tuple and len(result) == 2 and result[0] == "stop":
@@ -340,12 +356,25 @@ def _server_main(server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: 
         raise Exit(error)
 
 
-def _loop(server: GenServer, me: Any, state: Any, timeout: Any, parent: Pid) -> None:
+def _loop(server: GenServer, me: Any, state: Any, timeout: Any, parent: Pid, hibernate_after: Any = None) -> None:
     msg: Any = None
+    # An adopted greenlet cannot hibernate (its stack is not ours): it waits as usual.
+    idle_timer = None
+    if hibernate_after is not None and not me.adopted:
+        # One timer, re-armed per wait (OTP waits with `after hibernate_after` each time).
+        idle_timer = gevent.get_hub().loop.timer(hibernate_after / 1000.0)
     try:
         while True:
-            if timeout is None or timeout == "hibernate" or timeout == "infinity":
+            if timeout is None or timeout == "infinity" or (timeout == "hibernate" and me.adopted):
+                if idle_timer is not None:
+                    mailbox = me.mailbox
+                    while not mailbox:
+                        if rt._wait_watcher(me, idle_timer) is rt.WATCHER_FIRED and not mailbox:
+                            idle_timer.close()
+                            rt.hibernate(_loop, server, me, state, None, parent, hibernate_after)
                 msg = receive()
+            elif timeout == "hibernate":
+                rt.hibernate(_loop, server, me, state, None, parent, hibernate_after)
             elif timeout.__class__ is tuple and timeout[0] == "continue":
                 msg = None
                 state, timeout = _noreply_result(server, "handle_continue", server.handle_continue(timeout[1], state))
@@ -490,16 +519,18 @@ def _log_crash(server: GenServer, pid: Pid, reason: Any, where: str, last_msg: A
     )
 
 
-def enter_loop(server: GenServer, state: Any, *, parent: Pid | None = None, timeout: Any = None) -> None:
+def enter_loop(server: GenServer, state: Any, *, parent: Pid | None = None, timeout: Any = None, hibernate_after: int | None = None) -> None:
     """Make the calling process a GenServer running ``server`` from ``state`` (OTP's enter_loop).
 
     For processes started some other way (e.g. ``spawn_child``) that want the GenServer
     loop, its call/cast/system handling and its terminate rules. ``parent`` is the
     process whose exit stops a trapping server (default: the caller itself, so none).
-    Does not return: the process ends when the server stops.
+    ``hibernate_after``: as for :func:`start`. Does not return: the process ends when the
+    server stops.
     """
     if not isinstance(server, GenServer):
         raise TypeError(f"enter_loop: server must be a GenServer instance, got {server!r}")
+    _check_hibernate_after(hibernate_after, "enter_loop")
     me = _current()
     me.system = server
-    _loop(server, me, state, timeout, parent if parent is not None else me.pid)
+    _loop(server, me, state, timeout, parent if parent is not None else me.pid, hibernate_after)

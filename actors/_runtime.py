@@ -339,6 +339,11 @@ def _process_main(fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
     try:
         fn(*args, **kwargs)
         reason: Any = "normal"
+    except _Hibernate as h:
+        if proc.alive:
+            _park(proc, h.fn, h.args, h.kwargs)
+            return
+        reason = proc.reason
     except Exit as e:
         reason = e.reason
     except gevent.GreenletExit:
@@ -392,6 +397,72 @@ def _spawn(
             _add_monitor(parent, proc, ref)
     hub.loop.run_callback(g.switch, fn, args, kwargs)
     return proc.pid, ref
+
+
+class _Hibernate(BaseException):
+    """Internal: unwinds a hibernating process's greenlet to _process_main."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+
+
+def _finished() -> None:
+    pass
+
+
+# What a hibernating process's record points at instead of its (finished) greenlet.
+_HIBERNATED = greenlet(_finished)
+_HIBERNATED.switch()
+
+
+class _Wakeup:
+    """A hibernating process's waiter: the first message starts a fresh greenlet that
+    calls the continuation (``send`` wakes it exactly as it wakes a receive)."""
+
+    __slots__ = ("proc", "fn", "args", "kwargs")
+
+    def __init__(self, proc: _Proc, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+        self.proc = proc
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+
+    def switch(self, _value: Any = True) -> None:
+        proc = self.proc
+        if not proc.alive:
+            return
+        g = _ProcGreenlet(_process_main, get_hub())
+        g.proc = proc
+        proc.glet = g
+        g.switch(self.fn, self.args, self.kwargs)
+
+
+def _park(proc: _Proc, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    proc.glet = _HIBERNATED
+    wakeup = _Wakeup(proc, fn, args, kwargs)
+    if proc.mailbox:  # a message is already there: wake at once, as Erlang does
+        get_hub().loop.run_callback(wakeup.switch, True)
+    else:
+        proc.waiter = wakeup  # type: ignore[assignment]
+
+
+def hibernate(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Drop the calling process's stack until a message arrives, then run ``fn(*args, **kwargs)``
+    as the process's new body (Erlang's ``erlang:hibernate/3``). Does not return.
+
+    The process keeps its pid, mailbox, links, monitors, name and trap_exit flag; only its
+    greenlet (stack, frames, locals) goes, so an idle process costs a few hundred bytes
+    instead of several KiB. Only spawned processes can hibernate (an adopted greenlet's
+    stack belongs to someone else). ``try``/``finally`` blocks on the way out do run.
+    """
+    proc = _current()
+    if proc.adopted:
+        raise NotAProcessError("hibernate: only a spawned process can hibernate, not an adopted greenlet")
+    if not callable(fn):
+        raise TypeError(f"hibernate: fn must be callable, got {type(fn).__name__}")
+    raise _Hibernate(fn, args, kwargs)
 
 
 def spawn(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Pid:
@@ -498,27 +569,22 @@ def _wait(proc: _Proc, timeout: float | None) -> bool:
         proc.waiter = None
 
 
-#: What :func:`_wait_io` returns when the watcher fired.
-IO_READY = "io_ready"
+#: What :func:`_wait_watcher` returns when the watcher fired.
+WATCHER_FIRED = "watcher_fired"
 
 
-def _wait_io(proc: _Proc, watcher: Any, timeout: float | None) -> Any:
-    """Block until a message arrives (True), the gevent ``watcher`` fires (IO_READY) or
-    ``timeout`` seconds pass (False): a transport process waiting on its socket and its
-    mailbox at once, as an Erlang process gets socket data as messages."""
-    hub = get_hub()
-    waiter = Waiter(hub)
+def _wait_watcher(proc: _Proc, watcher: Any) -> Any:
+    """Block until a message arrives (True) or the gevent ``watcher`` fires (WATCHER_FIRED).
+
+    For a process that waits on its mailbox and one event source at once: a transport on
+    its socket's read watcher (as an Erlang process gets socket data as messages), a
+    GenServer on its reusable hibernate_after timer (no timer allocated per wait).
+    """
+    waiter = Waiter(get_hub())
     proc.waiter = waiter
-    watcher.start(waiter.switch, IO_READY)
+    watcher.start(waiter.switch, WATCHER_FIRED)
     try:
-        if timeout is None:
-            return waiter.get()
-        timer = hub.loop.timer(timeout)
-        timer.start(waiter.switch, False)
-        try:
-            return waiter.get()
-        finally:
-            timer.close()
+        return waiter.get()
     finally:
         proc.waiter = None
         watcher.stop()
@@ -1000,8 +1066,8 @@ def process_info(pid: Pid, *, messages: bool = False) -> dict[str, Any] | None:
 
     Keys: pid, registered_name, status ('running', 'waiting' in receive, 'runnable',
     'suspended' in other I/O), message_queue_len, links, monitors, monitored_by,
-    trap_exit, initial_call, label, current_stacktrace, and with ``messages=True`` a copy
-    of the queue.
+    trap_exit, initial_call, label, current_stacktrace, hibernating (no greenlet until
+    its next message: :func:`hibernate`), and with ``messages=True`` a copy of the queue.
     """
     _check_pid(pid, "process_info")
     proc = pid._proc
@@ -1019,6 +1085,7 @@ def process_info(pid: Pid, *, messages: bool = False) -> dict[str, Any] | None:
         "initial_call": proc.initial_call,
         "label": proc.label,
         "current_stacktrace": _stack(proc),
+        "hibernating": proc.glet is _HIBERNATED,
     }
     if messages:
         info["messages"] = list(proc.mailbox)

@@ -74,6 +74,9 @@ class Channel:
     #: Log levels of the JOINED and HANDLED lines ('debug', 'info', ... or False).
     log_join: Any = "info"
     log_handle_in: Any = "debug"
+    #: Milliseconds without a message after which the channel process hibernates (drops
+    #: its greenlet until the next message), as Phoenix's ``hibernate_after``; None: never.
+    hibernate_after: int | None = 15_000
 
     def join(self, topic: str, payload: Any, socket: Any) -> Any:
         """Authorize a join: ('ok', socket), ('ok', reply, socket) or ('error', reply)."""
@@ -276,7 +279,7 @@ def _channel_main(channel_cls: type[Channel], from_: tuple) -> None:
     parent = next(iter(me.links)).pid if me.links else me.pid
     server = ChannelServer(channel_cls())
     waiting = actors.monitor(from_[0])
-    actors.enter_loop(server, _Waiting(waiting), parent=parent)
+    actors.enter_loop(server, _Waiting(waiting), parent=parent, hibernate_after=channel_cls.hibernate_after)
 
 
 class _Waiting:

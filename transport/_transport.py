@@ -147,8 +147,8 @@ def _stream_loop(conn: Any, io: TransportIO, proc: Any, stream: Any, idle_timeou
     read = stream.read_nowait
     watcher = stream.read_event
     would_block = stream.would_block
-    wait = _rt._wait_io
-    io_ready = _rt.IO_READY
+    wait = _rt._wait_watcher
+    io_ready = _rt.WATCHER_FIRED
     # The idle timeout is a timer message, as Cowboy's is: one timer per connection, not
     # one per wait. It fires at most once per idle period; input since it was armed only
     # re-arms it for the time left.
@@ -180,7 +180,7 @@ def _stream_loop(conn: Any, io: TransportIO, proc: Any, stream: Any, idle_timeou
             if frame is would_block:
                 if mailbox:
                     continue
-                if wait(proc, watcher, None) is io_ready:
+                if wait(proc, watcher) is io_ready:
                     stream.input_ready()
                 if not proc.alive:
                     _rt._raise_death(proc)

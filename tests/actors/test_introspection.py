@@ -21,6 +21,7 @@ INFO_KEYS = {
     "initial_call",
     "label",
     "current_stacktrace",
+    "hibernating",
 }
 
 
