@@ -29,6 +29,7 @@ heartbeats, joins, leaves, duplicate joins and channel exits exactly as Phoenix 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import time
@@ -180,7 +181,7 @@ def connect(
 def _user_connect(handler_cls: type[SocketHandler], endpoint: Any, transport: str, serializer: Any, params: dict, connect_info: dict) -> Any:
     handler = handler_cls()
     socket = Socket(handler=handler_cls, endpoint=endpoint, pubsub_server=getattr(endpoint, "pubsub_server", None), serializer=serializer, transport=transport)
-    if _arity(handler.connect) >= 3:
+    if _connect_arity(handler_cls) >= 3:
         result = handler.connect(params, socket, connect_info)
     else:
         result = handler.connect(params, socket)
@@ -202,6 +203,12 @@ def _user_connect(handler_cls: type[SocketHandler], endpoint: Any, transport: st
         result,
     )
     return "error"
+
+
+@functools.lru_cache(maxsize=None)
+def _connect_arity(handler_cls: type) -> int:
+    """How many arguments the handler's ``connect`` takes (once per class, not per connect)."""
+    return _arity(handler_cls().connect)
 
 
 def _arity(fn: Callable) -> int:

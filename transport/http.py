@@ -342,7 +342,8 @@ class PhoenixHandler(WebSocketHandler):
 
     def log_request(self) -> None:
         """Access lines at DEBUG on transport.http (gevent-websocket logs them at INFO)."""
-        log.debug(self.format_request())
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(self.format_request())
 
 
 class _QuietLog:

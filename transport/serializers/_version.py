@@ -285,20 +285,37 @@ def negotiate(serializers: Iterable[_Entry], vsn: str | None) -> Serializer | No
     """
     if vsn is None:
         vsn = "1.0.0"
-    version = _parse(vsn, False)
-    if version is None:
+    entries = tuple(serializers)
+    try:
+        # Every client of an app sends one of a few vsn strings: parse and match once each.
+        found = _pick(entries, vsn)
+    except TypeError:  # an unhashable entry (validate_serializers was skipped)
+        found = _pick.__wrapped__(entries, vsn)
+    if found is _INVALID:
         logger.warning("Client sent invalid transport version %r", vsn)
         return None
-    entries = list(serializers)
-    for serializer, requirement in entries:
-        if not isinstance(requirement, Requirement):
-            requirement = parse_requirement(requirement)
-        if requirement.match(version):
-            return serializer
+    if found is not None:
+        return found  # type: ignore[no-any-return]
     logger.warning(
         "The client's requested transport version %r does not match the server's "
         "requirements %s",
         vsn,
         [(s, str(r)) for s, r in entries],
     )
+    return None
+
+
+_INVALID = object()
+
+
+@functools.lru_cache(maxsize=64)
+def _pick(entries: tuple, vsn: Any) -> Any:
+    version = _parse(vsn, False)
+    if version is None:
+        return _INVALID
+    for serializer, requirement in entries:
+        if not isinstance(requirement, Requirement):
+            requirement = parse_requirement(requirement)
+        if requirement.match(version):
+            return serializer
     return None
