@@ -38,7 +38,7 @@ import actors
 from actors import GenServer, Pid
 from actors import _runtime as rt
 
-from . import _telemetry
+from . import _telemetry, _transport
 from ._message import Broadcast, Message, Reply
 
 log = logging.getLogger("transport.channel")
@@ -124,7 +124,7 @@ def push(socket: Any, event: str, payload: Any) -> None:
     if event.__class__ is not str:
         raise TypeError(f"push: event must be a str, got {type(event).__name__}")
     frame = socket.serializer.encode(Message(topic=socket.topic, event=event, payload=payload, ref=None, join_ref=socket.join_ref))
-    actors.send(socket.transport_pid, ("socket_push", frame[0], frame[1]))
+    _transport.push(socket.transport_pid, ("socket_push", frame[0], frame[1]))
 
 
 def broadcast(socket: Any, event: str, payload: Any) -> Any:
@@ -178,7 +178,7 @@ def reply(ref: tuple, result: Any) -> None:
     transport_pid, serializer, topic, msg_ref, join_ref = ref
     status, payload = _reply_parts(result, "reply")
     frame = serializer.encode(Reply(topic=topic, status=status, payload=payload, ref=msg_ref, join_ref=join_ref))
-    actors.send(transport_pid, ("socket_push", frame[0], frame[1]))
+    _transport.push(transport_pid, ("socket_push", frame[0], frame[1]))
 
 
 def _reply_parts(result: Any, where: str) -> tuple[str, Any]:
@@ -202,6 +202,7 @@ def dispatch(entries: Any, from_pid: Pid | None, message: Any) -> None:
     intercepted (then the channel process gets the Broadcast); others get the message.
     """
     send = actors.send
+    push = _transport.push
     if message.__class__ is not Broadcast:
         for pid, _meta in entries:
             if pid != from_pid:
@@ -221,7 +222,7 @@ def dispatch(entries: Any, from_pid: Pid | None, message: Any) -> None:
             if push_msg is None:
                 frame = serializer.fastlane(message)
                 push_msg = cache[serializer] = ("socket_push", frame[0], frame[1])
-            send(meta[1], push_msg)
+            push(meta[1], push_msg)
         else:
             send(pid, message)
 
@@ -408,7 +409,7 @@ class ChannelServer(GenServer):
     def _send_reply(self, socket: Any, result: Any, callback: str) -> None:
         status, payload = _reply_parts(result, f"{type(self.channel).__qualname__}.{callback} reply")
         frame = socket.serializer.encode(Reply(topic=socket.topic, status=status, payload=payload, ref=socket.ref, join_ref=socket.join_ref))
-        actors.send(socket.transport_pid, ("socket_push", frame[0], frame[1]))
+        _transport.push(socket.transport_pid, ("socket_push", frame[0], frame[1]))
 
     def _result(self, result: Any, callback: str) -> Any:
         if result.__class__ is tuple and result:

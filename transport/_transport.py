@@ -32,12 +32,42 @@ from ._message import InvalidMessageError
 
 log = logging.getLogger("transport")
 
-__all__ = ["FRAME", "IDLE_TIMEOUT", "REMOTE_CLOSED", "ConnectionLost", "TransportIO", "close_code", "serve", "serve_stream"]
+__all__ = ["FRAME", "IDLE_TIMEOUT", "REMOTE_CLOSED", "ConnectionLost", "TransportIO", "close_code", "push", "serve", "serve_stream"]
 
 FRAME = "$frame"
 REMOTE_CLOSED = "$remote_closed"
 IDLE_TIMEOUT = "$idle_timeout"
 _IDLE_CHECK = "$idle_check"
+_WRITE_REST = "$write_rest"
+# A transport handling a run of mailbox messages tries its socket after this many.
+_MESSAGES_PER_READ = 16
+
+# Stream transports waiting idle (mailbox empty, between frames), by process record, with
+# their io: a push to one of them is written by the pushing process at once when the
+# socket takes it without waiting, instead of waking the transport to write it.
+_idle_transports: dict[Any, Any] = {}
+
+
+def push(transport_pid: Any, msg: tuple) -> None:
+    """Give a transport ``('socket_push', opcode, data)``, as ``actors.send`` does.
+
+    When the transport is idle, the frame is written from the caller if the socket accepts
+    it without blocking: no wake-up and no greenlet switch per frame (for a broadcast,
+    one per subscriber). The wire sees the same frames in the same order: a transport
+    with anything queued, a traced one, a busy socket or a partial write all go through
+    the mailbox, and the rest of a partly written frame is the transport's next write.
+    """
+    proc = transport_pid._proc
+    if proc is not None:
+        io = _idle_transports.get(proc)
+        if io is not None and not proc.mailbox and proc.tracer is None:
+            done = io.send_nowait(msg[1], msg[2])
+            if done is True:
+                return
+            if done is not False:
+                actors.send(transport_pid, (_WRITE_REST, done))
+                return
+    actors.send(transport_pid, msg)
 
 
 class ConnectionLost(Exception):
@@ -84,7 +114,8 @@ def serve_stream(conn: Any, io: TransportIO, stream: Any, idle_timeout: float) -
     ``stream.read_nowait()`` gives the next client message ``(opcode, data)``, None once
     the connection has ended, or ``stream.would_block`` when no complete message is
     buffered; ``stream.read_event`` is a gevent watcher that fires when
-    more input (or EOF) is there; ``stream.bytes_in`` counts bytes received. The socket
+    more input (or EOF) is there, after which ``stream.input_ready()`` is called;
+    ``stream.input_at`` is the ``time.monotonic()`` of the last bytes received. The socket
     closes after ``idle_timeout`` seconds without input (Cowboy's ``idle_timeout``).
     Returns once the process has exited; the caller finishes the TCP close.
     """
@@ -155,32 +186,44 @@ def _stream_loop(conn: Any, io: TransportIO, proc: Any, stream: Any, idle_timeou
     idle_check = (_IDLE_CHECK, proc.pid)
     timer = get_hub().loop.timer(idle_timeout)
     timer.start(actors.send, proc.pid, idle_check)
-    seen_bytes = stream.bytes_in
-    idle_since = monotonic()
+    idle = _idle_transports
+    direct = getattr(io, "send_nowait", None) is not None
+    since_read = 0
     try:
         while True:
-            # Messages and frames alternate: neither source can starve the other.
+            # Messages and frames alternate, and a busy mailbox still lets the socket be
+            # looked at every few messages: neither source can starve the other.
             if mailbox:
                 msg = mailbox.popleft()
                 if msg is idle_check:
                     now = monotonic()
-                    if stream.bytes_in != seen_bytes:
-                        seen_bytes = stream.bytes_in
-                        idle_since = now
-                    if now - idle_since >= idle_timeout:
+                    left = stream.input_at + idle_timeout - now
+                    if left <= 0:
                         return _idle(conn, io)
                     timer.close()
-                    timer = get_hub().loop.timer(idle_since + idle_timeout - now)
+                    timer = get_hub().loop.timer(left)
                     timer.start(actors.send, proc.pid, idle_check)
                     continue
                 end = _on_message(conn, io, msg)
                 if end is not _GO_ON:
                     return end
+                since_read += 1
+                if since_read >= _MESSAGES_PER_READ:
+                    since_read = 0
+                    stream.input_ready()  # the socket may have input the loop has not seen
             frame = read()
             if frame is would_block:
                 if mailbox:
                     continue
-                if wait(proc, watcher) is io_ready:
+                if direct:
+                    idle[proc] = io
+                    try:
+                        fired = wait(proc, watcher)
+                    finally:
+                        del idle[proc]
+                else:
+                    fired = wait(proc, watcher)
+                if fired is io_ready:
                     stream.input_ready()
                 if not proc.alive:
                     _rt._raise_death(proc)
@@ -215,6 +258,9 @@ def _on_frame(conn: Any, io: TransportIO, opcode: str, data: Any) -> Any:
 def _on_message(conn: Any, io: TransportIO, msg: Any) -> Any:
     if msg.__class__ is tuple and len(msg) == 3 and msg[0] is _SYSTEM:
         _system_request(conn, io, msg[1], msg[2])
+        return _GO_ON
+    if msg.__class__ is tuple and len(msg) == 2 and msg[0] is _WRITE_REST:
+        io.write_rest(msg[1])
         return _GO_ON
     return _on_result(conn, io, conn.handle_info(msg))
 

@@ -290,6 +290,15 @@ class _WebSocketIO:
         except WebSocketError as e:
             raise ConnectionLost(str(e)) from None
 
+    def send_nowait(self, opcode: str, data: Any) -> Any:
+        return self.ws.send_frame_nowait(opcode, data)
+
+    def write_rest(self, rest: Any) -> None:
+        try:
+            self.ws.write_rest(rest)
+        except WebSocketError as e:
+            raise ConnectionLost(str(e)) from None
+
     def close(self, code: int, reason: str = "") -> None:
         try:
             self.ws.close(code, reason)

@@ -75,6 +75,24 @@ LINGER_BYTES = 4 * 1024 * 1024
 _LINGER_ABORT = struct.pack("ii", 1, 0)
 
 
+def _data_frame(opcode: str, data) -> bytes:
+    """A complete, unmasked, unfragmented text or binary frame."""
+    if opcode == "text":
+        payload = data.encode("utf-8") if data.__class__ is str else data
+        op = OP_TEXT
+    elif opcode == "binary":
+        if isinstance(data, str):
+            raise TypeError("binary frames carry bytes, not str")
+        payload = data
+        op = OP_BINARY
+    else:
+        raise ValueError(f"opcode must be 'text' or 'binary', not {opcode!r}")
+    n = len(payload)
+    if n < 126:
+        return bytes((0x80 | op, n)) + payload
+    return frame_header(op, n) + payload
+
+
 class WebSocket(_gws.WebSocket):
     """A server-side WebSocket connection (a gevent-websocket ``WebSocket``, fixed).
 
@@ -131,6 +149,8 @@ class WebSocket(_gws.WebSocket):
         self.close_code: int | None = None
         self.close_reason = ""
         self.bytes_in = 0
+        #: ``time.monotonic()`` when bytes last arrived (the idle timeout counts from it).
+        self.input_at = monotonic()
         self.bytes_out = 0
         self.frames_out = 0
         self._send_lock = Semaphore()
@@ -148,6 +168,8 @@ class WebSocket(_gws.WebSocket):
         # next read_nowait answers WOULD_BLOCK without a failing recv (and its exception)
         # until input_ready() says the read watcher fired.
         self._input_pending = True
+        # send_frame_nowait wrote part of a frame; write_rest must write the rest next.
+        self._partial = False
 
     def __del__(self):
         # gevent-websocket's __del__ sends a close frame, possibly from the hub; the socket's
@@ -232,22 +254,40 @@ class WebSocket(_gws.WebSocket):
         ended, :class:`WriteTimeout` (after aborting the connection) if the write took longer
         than ``write_timeout``. Safe to call from several greenlets: frames never interleave.
         """
-        if opcode == "text":
-            payload = data.encode("utf-8") if data.__class__ is str else data
-            op = OP_TEXT
-        elif opcode == "binary":
-            if isinstance(data, str):
-                raise TypeError("binary frames carry bytes, not str")
-            payload = data
-            op = OP_BINARY
-        else:
-            raise ValueError(f"opcode must be 'text' or 'binary', not {opcode!r}")
-        n = len(payload)
-        if n < 126:
-            head = bytes((0x80 | op, n))
-        else:
-            head = frame_header(op, n)
-        self._write(head + payload)
+        self._write(_data_frame(opcode, data))
+
+    def send_frame_nowait(self, opcode: str, data):
+        """Write one message frame only if the socket takes it without waiting.
+
+        Returns True when the whole frame went out; False when nothing was written (the
+        connection is closing, another send is in progress, the socket's buffer is full or
+        the socket failed: send it the ordinary way, which waits or reports the error);
+        otherwise the bytes still to write, which must go out through :meth:`write_rest`
+        before any other frame (every other write aborts the connection until then).
+        """
+        if self._close_sent or self._partial or self._send_lock.locked():
+            return False
+        frame = _data_frame(opcode, data)
+        try:
+            sent = self._socket._sock.send(frame)
+        except OSError:
+            return False
+        if sent == 0:
+            return False
+        self.bytes_out += len(frame)
+        self.frames_out += 1
+        if sent == len(frame):
+            return True
+        self._partial = True
+        return memoryview(frame)[sent:]
+
+    def write_rest(self, rest) -> None:
+        """Write what :meth:`send_frame_nowait` left of a frame (waiting, with the write timeout)."""
+        with self._send_lock:
+            self._partial = False
+            if self._close_sent:
+                raise ConnectionClosed("the WebSocket is closed" if self._ended else "the WebSocket is closing")
+            self._write_blocking(rest)
 
     def try_send_frame(self, opcode: str, data) -> bool:
         """:meth:`send_frame` that returns False instead of raising a :class:`WebSocketError`."""
@@ -361,6 +401,7 @@ class WebSocket(_gws.WebSocket):
             data = self._take_rfile_buffer()
             if data:
                 self.bytes_in += len(data)
+                self.input_at = monotonic()
                 return data
         if not self._input_pending:
             return WOULD_BLOCK
@@ -377,6 +418,7 @@ class WebSocket(_gws.WebSocket):
         if n < READ_SIZE:
             self._input_pending = False
         self.bytes_in += n
+        self.input_at = monotonic()
         return data
 
     def _recv(self, deadline):
@@ -385,6 +427,7 @@ class WebSocket(_gws.WebSocket):
             data = self._take_rfile_buffer()
             if data:
                 self.bytes_in += len(data)
+                self.input_at = monotonic()
                 return data
         recv = self._socket.recv
         if deadline is None:
@@ -410,6 +453,7 @@ class WebSocket(_gws.WebSocket):
                 timer.close()
         if data:
             self.bytes_in += len(data)
+            self.input_at = monotonic()
             return data
         return b""
 
@@ -490,6 +534,11 @@ class WebSocket(_gws.WebSocket):
         with self._send_lock:
             if self._close_sent:
                 raise ConnectionClosed("the WebSocket is closed" if self._ended else "the WebSocket is closing")
+            if self._partial:
+                # Only write_rest may follow a partly written frame; anything else would
+                # corrupt the stream, so the connection is dropped instead.
+                self._abort("a frame was cut short")
+                raise ConnectionClosed("a frame was left partly written; connection aborted")
             if closing:
                 self._close_sent = True
                 self.closed = True
