@@ -54,14 +54,18 @@ def push(transport_pid: Any, msg: tuple) -> None:
     When the transport is idle, the frame is written from the caller if the socket accepts
     it without blocking: no wake-up and no greenlet switch per frame (for a broadcast,
     one per subscriber). The wire sees the same frames in the same order: a transport
-    with anything queued, a traced one, a busy socket or a partial write all go through
-    the mailbox, and the rest of a partly written frame is the transport's next write.
+    with anything queued, any tracing under way, a busy socket, a payload that is not a
+    frame and a partial write all go through the mailbox, and the rest of a partly written frame is the transport's next write.
     """
     proc = transport_pid._proc
-    if proc is not None:
+    # While anything is traced, every push is a message, so tracers see sends and receives.
+    if proc is not None and not _rt._tracing:
         io = _idle_transports.get(proc)
-        if io is not None and not proc.mailbox and proc.tracer is None:
-            done = io.send_nowait(msg[1], msg[2])
+        if io is not None and not proc.mailbox:
+            try:
+                done = io.send_nowait(msg[1], msg[2])
+            except (TypeError, ValueError):
+                done = False  # not a frame: the transport fails on it, as with any send
             if done is True:
                 return
             if done is not False:

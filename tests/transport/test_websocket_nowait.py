@@ -26,7 +26,7 @@ from transport.websocket import (
     WebSocketHandler,
     WriteTimeout,
 )
-from transport.websocket._connection import WOULD_BLOCK
+from transport.websocket import WOULD_BLOCK
 
 MASK = b"\x5a\x17\xc3\x09"
 HANDSHAKE = (

@@ -66,7 +66,7 @@ gevent-websocket 0.10.1's defects (shared/notes/measured-dependencies.md), as ha
 12. ``read_message`` yields to the hub every ``yield_every`` messages.
 """
 
-from ._connection import TIMEOUT, WebSocket
+from ._connection import TIMEOUT, WOULD_BLOCK, WebSocket
 from ._exceptions import (
     ConnectionClosed,
     MessageTooBig,
@@ -80,6 +80,7 @@ from ._handshake import accept_key, check_request, parse_list
 
 __all__ = [
     "TIMEOUT",
+    "WOULD_BLOCK",
     "ConnectionClosed",
     "FrameReader",
     "MessageTooBig",
