@@ -1,11 +1,13 @@
 """The transport process: one per connection, driving a SocketConnection.
 
-A transport (WebSocket, LongPoll, or the in-memory one tests use) spawns
-:func:`serve` with the connection's state and an ``io`` object, then feeds it frames as
-messages: ``(FRAME, opcode, data)`` for a frame from the client, ``(REMOTE_CLOSED,
-code)`` when the client went away and ``(IDLE_TIMEOUT,)`` when it was silent too long.
-``io.send(opcode, data)`` writes a frame (raising :class:`ConnectionLost` if it cannot)
-and ``io.close(code, reason)`` ends the connection.
+Two ways to run one. A stream transport (the WebSocket) calls :func:`serve_stream` in
+the connection's own greenlet, which becomes the process and reads frames from its socket
+between mailbox messages. A message-fed transport (the in-memory one tests use) spawns
+:func:`serve` and feeds it frames as messages: ``(FRAME, opcode, data)`` for a frame from
+the client, ``(REMOTE_CLOSED, code)`` when the client went away and ``(IDLE_TIMEOUT,)``
+when it was silent too long. Either way ``io.send(opcode, data)`` writes a frame (raising
+:class:`ConnectionLost` if it cannot) and ``io.close(code, reason)`` ends the connection;
+processes give a transport its pushes with :func:`push`.
 
 WebSock terminate reasons, as seed 001 names them: ``'remote'`` (the client closed),
 ``'timeout'`` (idle), ``'normal'``/``'shutdown'`` stops, and an error when it crashed.
@@ -54,8 +56,9 @@ def push(transport_pid: Any, msg: tuple) -> None:
     When the transport is idle, the frame is written from the caller if the socket accepts
     it without blocking: no wake-up and no greenlet switch per frame (for a broadcast,
     one per subscriber). The wire sees the same frames in the same order: a transport
-    with anything queued, any tracing under way, a busy socket, a payload that is not a
-    frame and a partial write all go through the mailbox, and the rest of a partly written frame is the transport's next write.
+    with anything queued, any tracing under way, a busy socket and a payload that is not
+    a frame all go through the mailbox, and the rest of a partly written frame is the
+    transport's next write.
     """
     proc = transport_pid._proc
     # While anything is traced, every push is a message, so tracers see sends and receives.
