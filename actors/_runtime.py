@@ -333,7 +333,17 @@ def _release_current(reason: Any = "normal") -> None:
 
 
 def _process_main(fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
-    proc: _Proc = getcurrent().proc  # type: ignore[attr-defined]
+    g = getcurrent()
+    try:
+        _run_process(g.proc, fn, args, kwargs)  # type: ignore[attr-defined]
+    finally:
+        # Record and greenlet point at each other: left linked, every dead process (and
+        # all its state) would wait for a cyclic collection, which a server tunes to be
+        # rare. Unlinked, it is freed as it ends.
+        g.proc = None  # type: ignore[attr-defined]
+
+
+def _run_process(proc: _Proc, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
     if not proc.alive:  # killed before it ever ran
         return
     try:

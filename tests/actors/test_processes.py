@@ -654,3 +654,26 @@ def test_receive_timeout_counts_from_the_call_even_after_busy_work():
     start = time.perf_counter()
     assert actors.receive(timeout=0.1, default=TIMEOUT) is TIMEOUT
     assert time.perf_counter() - start >= 0.09
+
+
+def test_an_ended_process_is_freed_without_the_cyclic_collector():
+    """Record and greenlet must not keep each other alive: servers make cyclic collections
+    rare (transport.http.tune_gc), so every ended process would pile up until one ran."""
+    import gc
+
+    def short(n):
+        actors.receive(timeout=0, default=None)
+        if n % 3 == 1:
+            raise actors.Exit("custom")
+        return n
+
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(300):
+            pid, ref = actors.spawn_monitor(short, n)
+            actors.receive(lambda m, ref=ref: isinstance(m, tuple) and m[:2] == ("DOWN", ref), 2)
+        garbage = gc.collect()
+    finally:
+        gc.enable()
+    assert garbage < 30, f"{garbage} objects of 300 ended processes needed the cyclic collector"
