@@ -209,6 +209,8 @@ _adopted: dict[Any, _Proc] = {}
 _dying: dict[Any, _Proc] = {}
 
 _tracing = 0  # number of processes being traced; lets send() skip the sender lookup
+# tracer -> the processes it traces, so a tracer's death ends their tracing at once.
+_traced_by: dict[_Proc, set[_Proc]] = {}
 
 
 def _register_proc(proc: _Proc) -> None:
@@ -888,6 +890,10 @@ def _terminate(proc: _Proc, reason: Any) -> None:
                 del _adopted[p.glet]
         if p.tracer is not None:
             _stop_tracing(p)
+        if _traced_by:
+            for traced in list(_traced_by.get(p, ())):
+                if traced.tracer is p:
+                    _stop_tracing(traced)
         p.mailbox.clear()
         if p.monitors:
             for ref, target in p.monitors.items():
@@ -1135,12 +1141,24 @@ def trace(pid: Pid, on: bool = True, tracer: Pid | None = None) -> bool:
         return False
     if proc.tracer is None:
         _tracing += 1
+    else:
+        _untrace_entry(proc)
     proc.tracer = tracer_proc
+    _traced_by.setdefault(tracer_proc, set()).add(proc)
     return True
+
+
+def _untrace_entry(proc: _Proc) -> None:
+    traced = _traced_by.get(proc.tracer)  # type: ignore[arg-type]
+    if traced is not None:
+        traced.discard(proc)
+        if not traced:
+            del _traced_by[proc.tracer]  # type: ignore[arg-type]
 
 
 def _stop_tracing(proc: _Proc) -> None:
     global _tracing
+    _untrace_entry(proc)
     proc.tracer = None
     _tracing -= 1
 

@@ -366,3 +366,28 @@ def test_trace_of_a_gen_server_call():
     events = actors.flush()
     assert any(e[2] == "receive" and e[3][2] == "q" for e in events)
     assert any(e[2] == "send" for e in events)
+
+
+def test_tracing_ends_when_the_tracer_dies_even_for_a_silent_process():
+    """A dead tracer must not leave a quiet process traced: every send would keep paying
+    for the trace check (and transport pushes would keep taking the mailbox path)."""
+    from actors import _runtime
+
+    before = _runtime._tracing
+    quiet = actors.spawn(actors.receive)
+    tracer = actors.spawn(actors.receive)
+    assert actors.trace(quiet, tracer=tracer) is True
+    assert _runtime._tracing == before + 1
+    ref = actors.monitor(tracer)
+    actors.exit(tracer, "kill")
+    actors.receive(lambda m: isinstance(m, tuple) and m[:2] == ("DOWN", ref), 2)
+    assert _runtime._tracing == before  # no message ever reached `quiet`
+    # Re-targeting a trace moves it; the old tracer's death then changes nothing.
+    t1, t2 = actors.spawn(actors.receive), actors.spawn(actors.receive)
+    actors.trace(quiet, tracer=t1)
+    actors.trace(quiet, tracer=t2)
+    actors.exit(t1, "kill")
+    assert _runtime._tracing == before + 1
+    actors.exit(t2, "kill")
+    assert _runtime._tracing == before
+    actors.exit(quiet, "kill")
