@@ -38,7 +38,7 @@ import actors
 from actors import GenServer, Pid
 from actors import _runtime as rt
 
-from . import _telemetry, _transport
+from . import _logger, _telemetry, _transport
 from ._message import Broadcast, Message, Reply
 
 log = logging.getLogger("transport.channel")
@@ -181,12 +181,13 @@ def reply(ref: tuple, result: Any) -> None:
     _transport.push(transport_pid, ("socket_push", frame[0], frame[1]))
 
 
-def _reply_parts(result: Any, where: str) -> tuple[str, Any]:
+def _reply_parts(result: Any, where: Any) -> tuple[str, Any]:
+    """``where``: what returned it, or a function naming it (only called for the error)."""
     if result.__class__ is str:
         return result, {}
     if result.__class__ is tuple and len(result) == 2 and result[0].__class__ is str:
         return result[0], result[1]
-    raise actors.BadReturnError(where, result, "status or (status, response)")
+    raise actors.BadReturnError(where() if callable(where) else where, result, "status or (status, response)")
 
 
 # ------------------------------------------------------------------------------------------
@@ -295,6 +296,10 @@ class _Waiting:
         return "<channel waiting for its join>"
 
 
+_HANDLED_IN = ("phoenix", "channel_handled_in")
+_LOG_HANDLER = "transport.logger.handled_in"
+
+
 class ChannelServer(GenServer):
     """Phoenix.Channel.Server: runs a user Channel inside a GenServer loop."""
 
@@ -385,10 +390,15 @@ class ChannelServer(GenServer):
 
     def _handle_in(self, msg: Message, socket: Any) -> Any:
         socket.ref = msg.ref
+        handlers = _telemetry._handlers.get(_HANDLED_IN)
+        if not handlers or (len(handlers) == 1 and _LOG_HANDLER in handlers and _logger.handle_in_is_quiet(socket.channel)):
+            # Nobody would see the event (the usual case: only the logger, below its level):
+            # skip the clock and the two dicts of every message.
+            return self._handle_in_result(self.channel.handle_in(msg.event, msg.payload, socket))
         start = time.monotonic_ns()
         result = self.channel.handle_in(msg.event, msg.payload, socket)
         _telemetry.execute(
-            ("phoenix", "channel_handled_in"),
+            _HANDLED_IN,
             {"duration": time.monotonic_ns() - start},
             {"ref": msg.ref, "event": msg.event, "params": msg.payload, "socket": socket},
         )
@@ -407,7 +417,7 @@ class ChannelServer(GenServer):
         return self._result(result, "handle_in")
 
     def _send_reply(self, socket: Any, result: Any, callback: str) -> None:
-        status, payload = _reply_parts(result, f"{type(self.channel).__qualname__}.{callback} reply")
+        status, payload = _reply_parts(result, lambda: f"{type(self.channel).__qualname__}.{callback} reply")
         frame = socket.serializer.encode(Reply(topic=socket.topic, status=status, payload=payload, ref=socket.ref, join_ref=socket.join_ref))
         _transport.push(socket.transport_pid, ("socket_push", frame[0], frame[1]))
 

@@ -107,6 +107,12 @@ def _handled_in(event: tuple, measurements: dict, meta: dict, _config: Any) -> N
     )
 
 
+def handle_in_is_quiet(channel: Any) -> bool:
+    """Whether the HANDLED line for ``channel`` would be dropped (its level is off)."""
+    level = _level(getattr(channel, "log_handle_in", "debug"))
+    return level is None or not _channel_log.isEnabledFor(level)
+
+
 def install() -> None:
     """Attach the log handlers (done on import of ``transport``; idempotent)."""
     for handler_id, event, fn in (
