@@ -32,32 +32,25 @@ from ._frames import (
 __all__ = ["TIMEOUT", "WOULD_BLOCK", "WebSocket"]
 
 
-class _Timeout:
-    __slots__ = ()
+class _Marker:
+    """A named module constant that pickles back to itself (by its module-level name)."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
 
     def __repr__(self) -> str:
-        return "TIMEOUT"
+        return self._name
 
     def __reduce__(self):
-        return "TIMEOUT"
+        return self._name
 
 
 #: What :meth:`WebSocket.read_message` returns when its ``timeout`` passed without a message.
-TIMEOUT = _Timeout()
-
-
-class _WouldBlock:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "WOULD_BLOCK"
-
-    def __reduce__(self):
-        return "WOULD_BLOCK"
-
-
+TIMEOUT = _Marker("TIMEOUT")
 #: What :meth:`WebSocket.read_nowait` returns when no complete message is buffered.
-WOULD_BLOCK = _WouldBlock()
+WOULD_BLOCK = _Marker("WOULD_BLOCK")
 
 ABNORMAL_CLOSURE = 1006
 NO_STATUS = 1005
