@@ -16,25 +16,20 @@ a bounded poll of a condition); nothing sleeps and hopes.
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import select
 import socket as stdsocket
 import struct
 import time
 from typing import Any, NamedTuple
-from urllib.parse import urlencode
 
 import gevent
-import gevent.socket as gsocket
 import pytest
 from gevent import getcurrent
+from inproc_server import RawV2Client, down, joined, mask_frame, serve_in_hub, tag
 
 import actors
-from supervision import Application
-from transport import Channel, Endpoint, SocketHandler, _transport, push
-from transport.pubsub import PubSub
+from transport import Channel, SocketHandler, _transport, push
 from transport.websocket import WebSocket
 
 IDLE_MS = 500
@@ -80,59 +75,13 @@ class DirectSocket(SocketHandler):
         return ("ok", socket)
 
 
-_ids = itertools.count()
-_tags = itertools.count()
-
-
-def tag() -> str:
-    return f"d{next(_tags)}-{os.getpid()}"
-
-
 @pytest.fixture
-def hub_errors(monkeypatch):
-    """Exceptions the hub would print (pywsgi's handle_error, dead greenlets): must stay empty."""
-    errors: list = []
-    monkeypatch.setattr(gevent.get_hub(), "print_exception", lambda context, t, v, tb: errors.append((context, t, v)))
-    return errors
-
-
-@pytest.fixture
-def server(hub_errors):
-    """An endpoint served in this hub: ``/idle`` closes after IDLE_MS of silence, ``/socket``
-    after 10 s. Yields the port; checks that no process outlived the test's connections."""
-    n = next(_ids)
-    endpoint = Endpoint(
-        f"Direct.Endpoint.{n}",
-        pubsub_server=f"Direct.PubSub.{n}",
-        sockets=[
-            ("/idle", DirectSocket, {"websocket": {"timeout": IDLE_MS}, "drainer": False}),
-            ("/socket", DirectSocket, {"websocket": {"timeout": 10_000}, "drainer": False}),
-        ],
-    )
-    app = Application([PubSub.child_spec(name=endpoint.pubsub_server), *endpoint.child_specs(server={"host": "127.0.0.1", "port": 0})])
-    app.start()
-    actors.self()  # the test process itself, before the snapshot
-    baseline = set(actors.processes())
-    try:
-        yield endpoint.bound[1]
-        wait_for_processes(baseline)
-    finally:
-        app.stop()
-    assert hub_errors == []
+def server(monkeypatch):
+    """An endpoint served in this hub (``serve_in_hub``): ``/idle`` closes after IDLE_MS of
+    silence. Yields the port; checks that no process outlived the test's connections."""
+    with serve_in_hub(monkeypatch, DirectSocket, "Direct", IDLE_MS) as (port, _baseline):
+        yield port
     assert _transport._idle_transports == {}
-
-
-def wait_for_processes(baseline: set, timeout: float = 3.0) -> None:
-    """Bounded poll: the live processes are the baseline again (connections fully gone)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        extra = set(actors.processes()) - baseline
-        if not extra:
-            return
-        if time.monotonic() > deadline:
-            info = {str(p): (actors.process_info(p) or {}).get("initial_call") for p in extra}
-            raise AssertionError(f"processes left behind by the connections: {info}")
-        gevent.sleep(0.01)
 
 
 def poll(condition, timeout: float = 5.0, what: str = "condition") -> Any:
@@ -158,18 +107,6 @@ def wait_idle(pid: actors.Pid, timeout: float = 5.0) -> Any:
         return io if io is not None and not proc.mailbox else None
 
     return poll(idle, timeout, f"transport {pid} idle")
-
-
-def mask_frame(opcode: int, payload: bytes = b"") -> bytes:
-    mask = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def server_frame(opcode: int, payload: bytes) -> bytes:
@@ -198,35 +135,21 @@ class Frame(NamedTuple):
     wire: int  # bytes it took on the wire
 
 
-class Client:
-    """A V2 JSON client on a raw gevent socket; ``rcvbuf`` sets SO_RCVBUF before connecting
-    (a small receive window). Reads go through its own buffer, ``chunk`` bytes at a time."""
+class Client(RawV2Client):
+    """A V2 JSON client on a raw gevent socket (``inproc_server.RawV2Client``); ``rcvbuf`` sets
+    SO_RCVBUF before connecting (a small receive window). Reads go through its own buffer,
+    ``chunk`` bytes at a time."""
 
-    def __init__(self, port: int, mount: str = "/socket", rcvbuf: int | None = None, **params) -> None:
-        sock = gsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_STREAM)
-        if rcvbuf is not None:
-            sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_RCVBUF, rcvbuf)
-        sock.settimeout(5)
-        sock.connect(("127.0.0.1", port))
-        sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
-        self.sock = sock
+    def _read_response(self) -> bytes:
         self.buf = bytearray()
         self.chunk = 65536
         self.ended = False
-        query = urlencode({"vsn": "2.0.0", **params})
-        sock.sendall(
-            f"GET {mount}/websocket?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
         deadline = time.monotonic() + 5
         while b"\r\n\r\n" not in self.buf:
             assert self._fill(deadline), f"EOF in the handshake: {bytes(self.buf)!r}"
         head, _, rest = bytes(self.buf).partition(b"\r\n\r\n")
-        self.status = head.split(b"\r\n", 1)[0]
         self.buf = bytearray(rest)
-        self.last_sent = time.monotonic()
-        self._refs = itertools.count(1)
+        return head.split(b"\r\n", 1)[0]
 
     def _fill(self, deadline: float) -> bool:
         """Read once from the socket into the buffer; False at EOF or reset."""
@@ -277,29 +200,6 @@ class Client:
         self.buf.clear()
         return data
 
-    def send_raw(self, data: bytes) -> None:
-        self.sock.sendall(data)
-        self.last_sent = time.monotonic()
-
-    def send(self, topic: str, event: str, payload=None, join_ref: str | None = None) -> str:
-        ref = str(next(self._refs))
-        self.send_raw(mask_frame(1, json.dumps([join_ref, ref, topic, event, payload or {}]).encode()))
-        return ref
-
-    def join(self, topic: str) -> str:
-        ref = str(next(self._refs))
-        self.send_raw(mask_frame(1, json.dumps([ref, ref, topic, "phx_join", {}]).encode()))
-        return ref
-
-    def reply_to(self, ref: str, timeout: float = 5) -> list:
-        deadline = time.monotonic() + timeout
-        while True:
-            frame = self.recv_frame(max(0.01, deadline - time.monotonic()))
-            assert frame.opcode == 1, frame
-            msg = json.loads(frame.payload)
-            if msg[3] == "phx_reply" and msg[1] == ref:
-                return msg
-
     def expect_close(self, timeout: float = 5) -> tuple[int, str]:
         deadline = time.monotonic() + timeout
         while True:
@@ -322,7 +222,7 @@ def connect():
     clients: list[Client] = []
 
     def open_client(port: int, mount: str = "/socket", **params) -> tuple[Client, actors.Pid]:
-        t = tag()
+        t = tag("d")
         c = Client(port, mount, tag=t, **params)
         clients.append(c)
         assert c.status == b"HTTP/1.1 101 Switching Protocols", c.status
@@ -331,20 +231,6 @@ def connect():
     yield open_client
     for c in clients:
         c.close()
-
-
-def joined(c: Client, topic: str) -> tuple[actors.Pid, actors.Pid]:
-    """Join ``topic``; (channel pid, transport pid as the channel's socket knows it)."""
-    ref = c.join(topic)
-    assert c.reply_to(ref)[4] == {"status": "ok", "response": {}}
-    ref = c.send(topic, "whoami", join_ref=ref)
-    me = c.reply_to(ref)[4]["response"]
-    return actors.Pid.parse(me["pid"]), actors.Pid.parse(me["transport"])
-
-
-def down(ref, timeout: float = 5):
-    msg = actors.receive(lambda m: isinstance(m, tuple) and len(m) == 5 and m[0] == "DOWN" and m[1] is ref, timeout)
-    return msg[4]
 
 
 def set_server_sndbuf(io: Any, size: int) -> None:

@@ -16,23 +16,25 @@ connection.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import os
-import socket as stdsocket
 import struct
 import time
-from urllib.parse import urlencode
 
 import gevent
-import gevent.socket as gsocket
 import pytest
+from inproc_server import (
+    RawV2Client,
+    down,
+    joined,
+    mask_frame,
+    serve_in_hub,
+    tag,
+    wait_for_processes,
+)
 
 import actors
-from supervision import Application
-from transport import Channel, Endpoint, SocketHandler, push
-from transport.pubsub import PubSub
+from transport import Channel, SocketHandler, push
 
 IDLE_MS = 300
 IDLE = IDLE_MS / 1000
@@ -77,111 +79,32 @@ class StreamSocket(SocketHandler):
         return super().channel_for(topic)
 
 
-_ids = itertools.count()
-_tags = itertools.count()
-
-
-def tag() -> str:
-    return f"t{next(_tags)}-{os.getpid()}"
-
-
 @pytest.fixture
-def hub_errors(monkeypatch):
-    """Exceptions the hub would print (pywsgi's handle_error, dead greenlets): must stay empty."""
-    errors: list = []
-    monkeypatch.setattr(gevent.get_hub(), "print_exception", lambda context, t, v, tb: errors.append((context, t, v)))
-    return errors
+def server(monkeypatch):
+    """An endpoint served in this hub (``serve_in_hub``): ``/idle`` closes after 300 ms of
+    silence, ``/socket`` after 10 s. Yields ``(port, baseline)``; checks that no process
+    outlived the test's connections."""
+    with serve_in_hub(monkeypatch, StreamSocket, "Stream", IDLE_MS) as (port, baseline):
+        yield port, baseline
 
 
-@pytest.fixture
-def server(hub_errors):
-    """An endpoint served in this hub: ``/idle`` closes after 300 ms of silence, ``/socket``
-    after 10 s. Yields the port; checks that no process outlived the test's connections."""
-    n = next(_ids)
-    endpoint = Endpoint(
-        f"Stream.Endpoint.{n}",
-        pubsub_server=f"Stream.PubSub.{n}",
-        sockets=[
-            ("/idle", StreamSocket, {"websocket": {"timeout": IDLE_MS}, "drainer": False}),
-            ("/socket", StreamSocket, {"websocket": {"timeout": 10_000}, "drainer": False}),
-        ],
-    )
-    app = Application([PubSub.child_spec(name=endpoint.pubsub_server), *endpoint.child_specs(server={"host": "127.0.0.1", "port": 0})])
-    app.start()
-    actors.self()  # the test process itself, before the snapshot
-    baseline = set(actors.processes())
-    try:
-        yield endpoint.bound[1], baseline
-        wait_for_processes(baseline)
-    finally:
-        app.stop()
-    assert hub_errors == []
+class Client(RawV2Client):
+    """A V2 JSON Phoenix client on a raw gevent socket (``inproc_server.RawV2Client``), reading
+    through a file; ``pushes``: data messages read while waiting for something else."""
 
+    keep_pushes = True
 
-def wait_for_processes(baseline: set, timeout: float = 3.0) -> None:
-    """Bounded poll: the live processes are the baseline again (connections fully gone)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        extra = set(actors.processes()) - baseline
-        if not extra:
-            return
-        if time.monotonic() > deadline:
-            info = {str(p): (actors.process_info(p) or {}).get("initial_call") for p in extra}
-            raise AssertionError(f"processes left behind by the connections: {info}")
-        gevent.sleep(0.01)
-
-
-def mask_frame(opcode: int, payload: bytes = b"") -> bytes:
-    mask = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-class Client:
-    """A V2 JSON Phoenix client on a raw gevent socket (cooperates with the server's hub)."""
-
-    def __init__(self, port: int, mount: str = "/socket", **params) -> None:
-        query = urlencode({"vsn": "2.0.0", **params})
-        sock = gsocket.create_connection(("127.0.0.1", port), timeout=5)
-        sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
-        self.sock = sock
-        self.rfile = sock.makefile("rb")
-        sock.sendall(
-            f"GET {mount}/websocket?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
+    def _read_response(self) -> bytes:
+        self.rfile = self.sock.makefile("rb")
         with gevent.Timeout(5):
-            self.status = self.rfile.readline()
+            status = self.rfile.readline()
             while self.rfile.readline() not in (b"\r\n", b""):
                 pass
-        self.last_sent = time.monotonic()
-        self._refs = itertools.count(1)
-        self.pushes: list = []  # data messages read while waiting for something else
+        return status
 
     @property
     def upgraded(self) -> bool:
         return self.status == b"HTTP/1.1 101 Switching Protocols\r\n"
-
-    def send_frame(self, opcode: int, payload: bytes = b"") -> None:
-        self.sock.sendall(mask_frame(opcode, payload))
-        self.last_sent = time.monotonic()
-
-    def send(self, topic: str, event: str, payload=None, join_ref: str | None = None) -> str:
-        ref = str(next(self._refs))
-        self.send_frame(1, json.dumps([join_ref, ref, topic, event, payload or {}]).encode())
-        return ref
-
-    def join(self, topic: str, payload=None) -> str:
-        ref = str(next(self._refs))
-        self.send_frame(1, json.dumps([ref, ref, topic, "phx_join", payload or {}]).encode())
-        return ref
 
     def recv_exact(self, n: int) -> bytes:
         data = self.rfile.read(n)
@@ -199,16 +122,6 @@ class Client:
             elif n == 127:
                 n = struct.unpack("!Q", self.recv_exact(8))[0]
             return b0 & 0x0F, self.recv_exact(n)
-
-    def reply_to(self, ref: str, timeout: float = 5) -> list:
-        deadline = time.monotonic() + timeout
-        while True:
-            opcode, payload = self.recv_frame(max(0.01, deadline - time.monotonic()))
-            assert opcode == 1, (opcode, payload)
-            msg = json.loads(payload)
-            if msg[3] == "phx_reply" and msg[1] == ref:
-                return msg
-            self.pushes.append(msg)
 
     def expect_close(self, timeout: float = 5) -> tuple[int, str]:
         """Read (keeping data messages) until the server's close frame; its (code, reason)."""
@@ -254,27 +167,12 @@ def connect():
         c.close()
 
 
-def down(ref, timeout: float = 5):
-    """The DOWN message of monitor ``ref``: its reason."""
-    msg = actors.receive(lambda m: isinstance(m, tuple) and len(m) == 5 and m[0] == "DOWN" and m[1] is ref, timeout)
-    return msg[4]
-
-
-def joined(c: Client, topic: str, payload=None) -> tuple[actors.Pid, actors.Pid]:
-    """Join ``topic``; (channel pid, transport pid as the channel's socket knows it)."""
-    ref = c.join(topic, payload)
-    assert c.reply_to(ref)[4] == {"status": "ok", "response": {}}
-    ref = c.send(topic, "whoami", join_ref=ref)
-    me = c.reply_to(ref)[4]["response"]
-    return actors.Pid.parse(me["pid"]), actors.Pid.parse(me["transport"])
-
-
 # -- the transport process is the connection's process --------------------------------------
 
 
 def test_connect_runs_in_the_transport_process(server, connect):
     port, baseline = server
-    t = tag()
+    t = tag("t")
     c = connect(port, tag=t)
     pid = CONNECT_PIDS.pop(t)
     channel, transport = joined(c, "room:a")
@@ -293,7 +191,7 @@ def test_connect_runs_in_the_transport_process(server, connect):
 
 def test_sys_get_state_on_the_transport_pid_answers(server, connect):
     port, _ = server
-    t = tag()
+    t = tag("t")
     c = connect(port, tag=t)
     pid = CONNECT_PIDS.pop(t)
     channel, _ = joined(c, "room:state")
@@ -320,7 +218,7 @@ def test_sys_requests_are_answered_between_pipelined_frames(server, connect):
     """Frames and messages alternate: a client pipelining thousands of frames does not hold
     off the process's mailbox until its input is drained."""
     port, _ = server
-    t = tag()
+    t = tag("t")
     c = connect(port, tag=t)
     pid = CONNECT_PIDS.pop(t)
     n = 3000
@@ -363,7 +261,7 @@ def test_a_connection_whose_connect_used_no_process_api(server, connect):
 
 def test_killing_the_transport_closes_1011_and_takes_the_channel_down(server, connect):
     port, _ = server
-    t = tag()
+    t = tag("t")
     c = connect(port, tag=t)
     pid = CONNECT_PIDS.pop(t)
     channel, _ = joined(c, "room:kill")
@@ -380,7 +278,7 @@ def test_killing_the_transport_closes_1011_and_takes_the_channel_down(server, co
 def test_an_exit_signal_while_the_transport_waits_for_input(server, connect):
     """Not 'kill': an ordinary exit signal to a transport that does not trap exits."""
     port, _ = server
-    t = tag()
+    t = tag("t")
     c = connect(port, tag=t)
     pid = CONNECT_PIDS.pop(t)
     mon = actors.monitor(pid)
@@ -401,7 +299,7 @@ def crash_records(caplog, pid) -> list[logging.LogRecord]:
 
 def test_a_crash_in_handle_in_is_logged_once_and_closes_1011(server, connect, caplog):
     port, _ = server
-    t = tag()
+    t = tag("t")
     c = connect(port, tag=t)
     pid = CONNECT_PIDS.pop(t)
     mon = actors.monitor(pid)
@@ -427,7 +325,7 @@ def test_a_crash_in_handle_in_is_logged_once_and_closes_1011(server, connect, ca
 )
 def test_a_crash_in_handle_info_is_logged_once_and_closes_1011(server, connect, caplog, message, error):
     port, _ = server
-    t = tag()
+    t = tag("t")
     c = connect(port, tag=t)
     pid = CONNECT_PIDS.pop(t)
     channel, _ = joined(c, "room:crash")
@@ -451,7 +349,7 @@ def test_a_crash_in_handle_info_is_logged_once_and_closes_1011(server, connect, 
 def test_idle_timeout_closes_1000_while_the_server_keeps_pushing(server, connect):
     """Pushes written to a silent client do not count as activity (Cowboy's idle_timeout)."""
     port, _ = server
-    t = tag()
+    t = tag("t")
     c = connect(port, "/idle", tag=t)
     pid = CONNECT_PIDS.pop(t)
     mon = actors.monitor(pid)
@@ -474,7 +372,7 @@ def test_idle_timeout_closes_1000_while_the_server_keeps_pushing(server, connect
 
 def test_client_pings_keep_the_connection_alive_past_the_idle_timeout(server, connect):
     port, _ = server
-    t = tag()
+    t = tag("t")
     c = connect(port, "/idle", tag=t)
     pid = CONNECT_PIDS.pop(t)
     started = time.monotonic()
@@ -500,7 +398,7 @@ def test_client_pings_keep_the_connection_alive_past_the_idle_timeout(server, co
 @pytest.mark.parametrize("ending", ["client close", "client vanishes", "socket stop", "idle"])
 def test_no_process_outlives_its_connection(server, connect, ending):
     port, baseline = server
-    t = tag()
+    t = tag("t")
     c = connect(port, "/idle" if ending == "idle" else "/socket", tag=t)
     pid = CONNECT_PIDS.pop(t)
     channels = [joined(c, f"room:{i}")[0] for i in range(3)]
@@ -528,7 +426,7 @@ def test_no_process_outlives_its_connection(server, connect, ending):
 
 def test_a_refused_connect_leaves_no_process(server, connect):
     port, baseline = server
-    t = tag()
+    t = tag("t")
     c = connect(port, tag=t, reject="1")
     assert c.status.startswith(b"HTTP/1.1 403"), c.status
     pid = CONNECT_PIDS.pop(t)  # connect ran, and made its greenlet a process

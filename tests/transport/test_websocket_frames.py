@@ -1,7 +1,7 @@
 """WebSocket frames: the pure FrameReader, then a real server asserted on raw bytes.
 
 The socket tests run a pywsgi server with ``WebSocketHandler`` in this process's hub and talk
-to it over 127.0.0.1 with a raw gevent socket: every client frame is built by hand here
+to it over 127.0.0.1 with a raw gevent socket (raw_ws.py): every client frame is built by hand
 (masked, independently of the code under test) and every server frame is checked byte for
 byte. Each of gevent-websocket 0.10.1's defects has a regression test; the defect number
 is in the test's docstring.
@@ -23,6 +23,7 @@ import pytest
 from gevent.pywsgi import WSGIServer
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from raw_ws import MASK, capture_hub_errors, client_frame, clients, servers, xor
 
 from transport.websocket import (
     TIMEOUT,
@@ -40,46 +41,11 @@ from transport.websocket import (
     unmask,
 )
 
-MASK = b"\x37\xfa\x21\x3d"
-
-
-# -- frames built by hand -----------------------------------------------------------------
-
-
-def xor(data: bytes, mask: bytes = MASK) -> bytes:
-    return bytes(b ^ mask[i % 4] for i, b in enumerate(data))
-
-
-def client_frame(
-    opcode: int, payload: bytes = b"", fin: bool = True, rsv: int = 0, mask: bytes | None = MASK, length: int | None = None
-) -> bytes:
-    """A client frame, built independently of transport.websocket."""
-    n = len(payload) if length is None else length
-    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-    m = 0x80 if mask is not None else 0
-    if n < 126:
-        head = struct.pack("!BB", b0, m | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, m | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, m | 127, n)
-    if mask is None:
-        return head + payload
-    return head + mask + xor(payload, mask)
+# -- frames built by hand (client_frame and xor are in raw_ws.py) --------------------------
 
 
 def close_payload(code: int, reason: bytes = b"") -> bytes:
     return struct.pack("!H", code) + reason
-
-
-def server_frame(opcode: int, payload: bytes = b"") -> bytes:
-    """What the server must send: FIN set, unmasked."""
-    n = len(payload)
-    if n < 126:
-        return struct.pack("!BB", 0x80 | opcode, n) + payload
-    if n < 65536:
-        return struct.pack("!BBH", 0x80 | opcode, 126, n) + payload
-    return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
 
 
 # -- the pure layer -----------------------------------------------------------------------
@@ -379,105 +345,21 @@ class Server:
 
 @pytest.fixture
 def hub_errors(monkeypatch):
-    """Exceptions the hub would print (pywsgi's handle_error, dead greenlets): must stay empty."""
-    errors: list = []
-    hub = gevent.get_hub()
-    monkeypatch.setattr(hub, "print_exception", lambda context, t, v, tb: errors.append((context, t, v)))
-    return errors
+    return capture_hub_errors(monkeypatch)
 
 
 @pytest.fixture
 def serve(hub_errors):
-    servers: list[Server] = []
-
-    def start(**handler_attrs) -> Server:
-        server = Server(handler_attrs)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+    with servers(Server) as start:
+        yield start
     assert hub_errors == []
-
-
-class Client:
-    """A raw WebSocket client over a gevent socket."""
-
-    def __init__(self, port: int, path: str = "/", rcvbuf: int | None = None):
-        sock = gsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_STREAM)
-        sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
-        if rcvbuf:
-            sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_RCVBUF, rcvbuf)
-        sock.connect(("127.0.0.1", port))
-        self.sock = sock
-        self.rfile = sock.makefile("rb")
-        sock.sendall(
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        with gevent.Timeout(5):
-            status = self.rfile.readline()
-            assert status == b"HTTP/1.1 101 Switching Protocols\r\n", status
-            while self.rfile.readline() != b"\r\n":
-                pass
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def send_frame(self, opcode: int, payload: bytes = b"", **kw) -> None:
-        self.sock.sendall(client_frame(opcode, payload, **kw))
-
-    def recv_exact(self, n: int, timeout: float = 5) -> bytes:
-        with gevent.Timeout(timeout):
-            data = self.rfile.read(n)
-        assert len(data) == n, f"EOF after {len(data)} of {n} bytes: {data[:40]!r}"
-        return data
-
-    def recv_frame(self, timeout: float = 5) -> tuple[int, bytes]:
-        """(first byte, payload) of one server frame, checked to be unmasked with no RSV bits."""
-        with gevent.Timeout(timeout):
-            b0, b1 = self.recv_exact(2)
-            assert b1 & 0x80 == 0, "server frames must not be masked"
-            assert b0 & 0x70 == 0
-            n = b1 & 0x7F
-            if n == 126:
-                n = struct.unpack("!H", self.recv_exact(2))[0]
-            elif n == 127:
-                n = struct.unpack("!Q", self.recv_exact(8))[0]
-            return b0, self.recv_exact(n)
-
-    def expect_close(self, code: int) -> str:
-        b0, payload = self.recv_frame()
-        assert b0 == 0x88, (hex(b0), payload)
-        assert len(payload) >= 2 and struct.unpack("!H", payload[:2])[0] == code, payload
-        return payload[2:].decode("utf-8")
-
-    def expect_eof(self, timeout: float = 5) -> None:
-        with gevent.Timeout(timeout):
-            try:
-                assert self.rfile.read() == b""
-            except ConnectionResetError:
-                pass
-
-    def close(self) -> None:
-        if not self.sock.closed:
-            self.rfile.close()
-            self.sock.close()
 
 
 @pytest.fixture
 def connect():
-    clients: list[Client] = []
-
-    def open_client(port, path="/", **kw) -> Client:
-        client = Client(port, path, **kw)
-        clients.append(client)
-        return client
-
-    yield open_client
-    for client in clients:
-        client.close()
+    """Raw clients whose every server frame is also checked to have no RSV bits."""
+    with clients(no_rsv=True) as open_client:
+        yield open_client
 
 
 def test_echo_text_and_binary_exact_frames(serve, connect):

@@ -10,6 +10,7 @@ import gevent
 import gevent.socket as gsocket
 import pytest
 from gevent.pywsgi import WSGIServer
+from raw_ws import capture_hub_errors
 
 from transport.websocket import (
     WebSocket,
@@ -51,9 +52,7 @@ app.sockets = []
 
 @pytest.fixture
 def hub_errors(monkeypatch):
-    errors: list = []
-    monkeypatch.setattr(gevent.get_hub(), "print_exception", lambda context, t, v, tb: errors.append((context, t, v)))
-    return errors
+    return capture_hub_errors(monkeypatch)
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ The application here reads only with ``read_nowait``: when it answers ``WOULD_BL
 waits on ``read_event`` (as the transport process does), calls ``input_ready()`` and reads
 again. Every value ``read_nowait`` returned goes to a queue in order, so a test can assert
 what the reader saw, not only what came back on the wire. Client frames are built by hand
-(masked) and server frames checked byte for byte; every wait is bounded.
+(masked, raw_ws.py) and server frames checked byte for byte; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -16,45 +16,24 @@ from urllib.parse import parse_qs
 
 import gevent
 import gevent.queue
-import gevent.socket as gsocket
 import pytest
 from gevent.pywsgi import WSGIServer
+from raw_ws import (
+    MASK,
+    capture_hub_errors,
+    client_frame,
+    clients,
+    server_frame,
+    servers,
+)
 
 from transport.websocket import (
+    WOULD_BLOCK,
     ConnectionClosed,
     WebSocket,
     WebSocketHandler,
     WriteTimeout,
 )
-from transport.websocket import WOULD_BLOCK
-
-MASK = b"\x5a\x17\xc3\x09"
-HANDSHAKE = (
-    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-)
-
-
-def client_frame(opcode: int, payload: bytes = b"", fin: bool = True) -> bytes:
-    """A masked client frame, built independently of transport.websocket."""
-    n = len(payload)
-    b0 = (0x80 if fin else 0) | opcode
-    if n < 126:
-        head = struct.pack("!BB", b0, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, 0x80 | 127, n)
-    return head + MASK + bytes(b ^ MASK[i % 4] for i, b in enumerate(payload))
-
-
-def server_frame(opcode: int, payload: bytes = b"") -> bytes:
-    n = len(payload)
-    if n < 126:
-        return struct.pack("!BB", 0x80 | opcode, n) + payload
-    if n < 65536:
-        return struct.pack("!BBH", 0x80 | opcode, 126, n) + payload
-    return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
 
 
 def pattern(n: int) -> bytes:
@@ -147,98 +126,17 @@ class NowaitServer:
 
 
 @pytest.fixture
-def hub_errors(monkeypatch):
-    """Exceptions the hub would print (pywsgi's handle_error, dead greenlets): must stay empty."""
-    errors: list = []
-    monkeypatch.setattr(gevent.get_hub(), "print_exception", lambda context, t, v, tb: errors.append((context, t, v)))
-    return errors
-
-
-@pytest.fixture
-def serve(hub_errors):
-    servers: list[NowaitServer] = []
-
-    def start(**handler_attrs) -> NowaitServer:
-        server = NowaitServer(handler_attrs)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+def serve(monkeypatch):
+    hub_errors = capture_hub_errors(monkeypatch)
+    with servers(NowaitServer) as start:
+        yield start
     assert hub_errors == []
-
-
-class Client:
-    """A raw WebSocket client over a gevent socket; ``first`` goes out with the handshake."""
-
-    def __init__(self, port: int, path: str = "/", rcvbuf: int | None = None, first: bytes = b"") -> None:
-        sock = gsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_STREAM)
-        sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
-        if rcvbuf:
-            sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_RCVBUF, rcvbuf)
-        sock.connect(("127.0.0.1", port))
-        self.sock = sock
-        self.rfile = sock.makefile("rb")
-        sock.sendall(HANDSHAKE.replace(b"GET / ", f"GET {path} ".encode()) + first)  # one write
-        with gevent.Timeout(5):
-            status = self.rfile.readline()
-            assert status == b"HTTP/1.1 101 Switching Protocols\r\n", status
-            while self.rfile.readline() != b"\r\n":
-                pass
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def send_frame(self, opcode: int, payload: bytes = b"", **kw) -> None:
-        self.sock.sendall(client_frame(opcode, payload, **kw))
-
-    def recv_exact(self, n: int, timeout: float = 5) -> bytes:
-        with gevent.Timeout(timeout):
-            data = self.rfile.read(n)
-        assert len(data) == n, f"EOF after {len(data)} of {n} bytes: {data[:40]!r}"
-        return data
-
-    def recv_header(self, timeout: float = 5) -> tuple[int, int]:
-        """(first byte, payload length) of the next server frame."""
-        b0, b1 = self.recv_exact(2, timeout)
-        assert b1 & 0x80 == 0, "server frames must not be masked"
-        n = b1 & 0x7F
-        if n == 126:
-            n = struct.unpack("!H", self.recv_exact(2, timeout))[0]
-        elif n == 127:
-            n = struct.unpack("!Q", self.recv_exact(8, timeout))[0]
-        return b0, n
-
-    def recv_frame(self, timeout: float = 5) -> tuple[int, bytes]:
-        b0, n = self.recv_header(timeout)
-        return b0, self.recv_exact(n, timeout)
-
-    def expect_eof(self, timeout: float = 5) -> None:
-        with gevent.Timeout(timeout):
-            try:
-                assert self.rfile.read() == b""
-            except ConnectionResetError:
-                pass
-
-    def close(self) -> None:
-        if not self.sock.closed:
-            self.rfile.close()
-            self.sock.close()
 
 
 @pytest.fixture
 def connect():
-    clients: list[Client] = []
-
-    def open_client(port, path="/", **kw) -> Client:
-        client = Client(port, path, **kw)
-        clients.append(client)
-        return client
-
-    yield open_client
-    for client in clients:
-        client.close()
+    with clients() as open_client:
+        yield open_client
 
 
 @pytest.fixture

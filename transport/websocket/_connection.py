@@ -195,15 +195,7 @@ class WebSocket(_gws.WebSocket):
         Pings are answered and pongs dropped here; messages arriving after our close frame
         are dropped. Only one greenlet may read at a time.
         """
-        if self._ended:
-            return None
-        if self._reading:
-            raise RuntimeError("read_message is already running in another greenlet")
-        self._reading = True
-        try:
-            return self._read(timeout)
-        finally:
-            self._reading = False
+        return self._read_alone(timeout, False)
 
     def read_nowait(self):
         """:meth:`read_message` without waiting for the network: the next message if the
@@ -214,13 +206,16 @@ class WebSocket(_gws.WebSocket):
         connection for a protocol error still waits (at most ``close_timeout``) for the
         peer to close.
         """
+        return self._read_alone(None, True)
+
+    def _read_alone(self, timeout, nowait: bool):
         if self._ended:
             return None
         if self._reading:
-            raise RuntimeError("read_nowait: read_message is already running in another greenlet")
+            raise RuntimeError("read_message or read_nowait is already running in another greenlet")
         self._reading = True
         try:
-            return self._read(None, nowait=True)
+            return self._read(timeout, nowait)
         finally:
             self._reading = False
 
@@ -370,7 +365,8 @@ class WebSocket(_gws.WebSocket):
             return None
 
     def _take_rfile_buffer(self) -> bytes:
-        """What the HTTP parser's buffered reader holds beyond the request head (once)."""
+        """What the HTTP parser's buffered reader holds beyond the request head (once; counted
+        as received)."""
         self._rfile_unread = False
         sock = self._socket
         rfile = self._rfile
@@ -378,7 +374,11 @@ class WebSocket(_gws.WebSocket):
             saved = sock.gettimeout()
             sock.settimeout(0.0)  # hand over what is buffered; never wait here
             try:
-                return rfile.read1(READ_SIZE) or b""
+                data = rfile.read1(READ_SIZE) or b""
+                if data:
+                    self.bytes_in += len(data)
+                    self.input_at = monotonic()
+                return data
             finally:
                 sock.settimeout(saved)
                 # Reads go to the socket from now on: closing the reader frees its 8 KiB
@@ -393,8 +393,6 @@ class WebSocket(_gws.WebSocket):
         if self._rfile_unread:
             data = self._take_rfile_buffer()
             if data:
-                self.bytes_in += len(data)
-                self.input_at = monotonic()
                 return data
         if not self._input_pending:
             return WOULD_BLOCK
@@ -419,8 +417,6 @@ class WebSocket(_gws.WebSocket):
         if self._rfile_unread:
             data = self._take_rfile_buffer()
             if data:
-                self.bytes_in += len(data)
-                self.input_at = monotonic()
                 return data
         recv = self._socket.recv
         if deadline is None:
