@@ -263,7 +263,8 @@ def _connect_info(environ: dict, keys: list) -> dict[str, Any]:
 
 
 class _WebSocketIO:
-    """serve()'s io over a WebSocket; writes happen in the transport process."""
+    """serve_stream()'s io over a WebSocket: the transport process writes, and pushers
+    write through send_nowait while it waits idle (see transport._transport.push)."""
 
     __slots__ = ("ws", "peer", "path")
 
