@@ -547,7 +547,7 @@ def test_idle_close_comes_the_timeout_after_the_last_byte(server, connect, sched
     finally:
         stop.append(True)
     assert code_reason == (1000, "timeout")
-    assert IDLE - 0.01 <= closed_after < IDLE + 0.2, f"closed {closed_after:.3f}s after the last input; timeout {IDLE}s"
+    assert IDLE - 0.01 <= closed_after < IDLE + 0.3, f"closed {closed_after:.3f}s after the last input; timeout {IDLE}s"
     c.finish_close(1000)
     assert down(mon) == "normal"
 
