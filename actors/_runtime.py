@@ -564,21 +564,19 @@ def send(dest: "Pid | str", msg: Any) -> None:
 
 def _wait(proc: _Proc, timeout: float | None) -> bool:
     """Block until a message arrives (True) or ``timeout`` seconds pass (False)."""
-    hub = get_hub()
-    waiter = Waiter(hub)
-    proc.waiter = waiter
-    try:
-        if timeout is None:
+    if timeout is None:
+        waiter = Waiter(get_hub())
+        proc.waiter = waiter
+        try:
             waiter.get()
             return True
-        timer = hub.loop.timer(timeout)
-        timer.start(waiter.switch, False)
-        try:
-            return waiter.get()  # type: ignore[no-any-return]
         finally:
-            timer.close()
+            proc.waiter = None
+    timer = get_hub().loop.timer(timeout)
+    try:
+        return _wait_watcher(proc, timer) is not WATCHER_FIRED
     finally:
-        proc.waiter = None
+        timer.close()
 
 
 #: What :func:`_wait_watcher` returns when the watcher fired.

@@ -297,7 +297,6 @@ class _Waiting:
 
 
 _HANDLED_IN = ("phoenix", "channel_handled_in")
-_LOG_HANDLER = "transport.logger.handled_in"
 
 
 class ChannelServer(GenServer):
@@ -390,10 +389,8 @@ class ChannelServer(GenServer):
 
     def _handle_in(self, msg: Message, socket: Any) -> Any:
         socket.ref = msg.ref
-        handlers = _telemetry._handlers.get(_HANDLED_IN)
-        if not handlers or (len(handlers) == 1 and _LOG_HANDLER in handlers and _logger.handle_in_is_quiet(socket.channel)):
-            # Nobody would see the event (the usual case: only the logger, below its level):
-            # skip the clock and the two dicts of every message.
+        if _logger.handled_in_unobserved(socket.channel):
+            # The usual case: skip the clock and the event's two dicts on every message.
             return self._handle_in_result(self.channel.handle_in(msg.event, msg.payload, socket))
         start = time.monotonic_ns()
         result = self.channel.handle_in(msg.event, msg.payload, socket)

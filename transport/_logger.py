@@ -107,8 +107,18 @@ def _handled_in(event: tuple, measurements: dict, meta: dict, _config: Any) -> N
     )
 
 
-def handle_in_is_quiet(channel: Any) -> bool:
-    """Whether the HANDLED line for ``channel`` would be dropped (its level is off)."""
+_HANDLED_IN = ("phoenix", "channel_handled_in")
+_HANDLED_IN_ID = "transport.logger.handled_in"
+
+
+def handled_in_unobserved(channel: Any) -> bool:
+    """Whether nobody would see ``channel_handled_in`` for ``channel``: no handler, or only
+    this logger's with the channel's HANDLED line below the log level (the default)."""
+    handlers = _telemetry._handlers.get(_HANDLED_IN)
+    if not handlers:
+        return True
+    if len(handlers) != 1 or _HANDLED_IN_ID not in handlers:
+        return False
     level = _level(getattr(channel, "log_handle_in", "debug"))
     return level is None or not _channel_log.isEnabledFor(level)
 
@@ -118,7 +128,7 @@ def install() -> None:
     for handler_id, event, fn in (
         ("transport.logger.connected", ("phoenix", "socket_connected"), _connected),
         ("transport.logger.joined", ("phoenix", "channel_joined"), _joined),
-        ("transport.logger.handled_in", ("phoenix", "channel_handled_in"), _handled_in),
+        (_HANDLED_IN_ID, _HANDLED_IN, _handled_in),
     ):
         _telemetry.detach(handler_id)
         _telemetry.attach(handler_id, event, fn)
