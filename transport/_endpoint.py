@@ -8,7 +8,10 @@ Put it in your tree::
 Options and defaults: ``pubsub_server`` (required for channels), ``sockets=[]`` as
 ``(path, handler[, options])`` (options: ``websocket``, ``longpoll=False``, ``drainer``,
 ``partitions``; see :mod:`transport.http`), ``url=None`` (``{"host": ...}`` for the
-origin check), ``http_app=None`` (a WSGI app for everything else). Per socket, the handler's ``partitions`` (default: CPU
+origin check), ``http_app=None`` (a WSGI app for everything else),
+``secret_key_base=None`` (at least 64 bytes: the key of Phoenix.Token, LongPoll session
+tokens and the cookie session; ``phx-serve`` reads ``SECRET_KEY_BASE`` or generates one).
+Per socket, the handler's ``partitions`` (default: CPU
 cores) sets the size of its channel pool. The HTTP side (WSGI, WebSocket and LongPoll
 transports) is built on this in the endpoint module of the transports.
 """
@@ -21,7 +24,20 @@ from supervision import ChildSpec, PartitionSupervisor
 
 from ._message import Broadcast
 
-__all__ = ["Endpoint"]
+__all__ = ["Endpoint", "check_secret_key_base"]
+
+#: Plug's cookie store and Phoenix's generators ask for at least this many bytes.
+MIN_SECRET_KEY_BASE = 64
+
+
+def check_secret_key_base(secret: Any) -> str | bytes:
+    """``secret`` if it is a str or bytes of at least 64 bytes; else a clear error."""
+    if not isinstance(secret, (str, bytes)):
+        raise TypeError(f"secret_key_base must be a str or bytes, got {type(secret).__name__}")
+    size = len(secret.encode("utf-8") if isinstance(secret, str) else secret)
+    if size < MIN_SECRET_KEY_BASE:
+        raise ValueError(f"secret_key_base must be at least {MIN_SECRET_KEY_BASE} bytes, got {size}")
+    return secret
 
 
 class Endpoint:
@@ -35,6 +51,7 @@ class Endpoint:
         sockets: list | None = None,
         url: dict | None = None,
         http_app: Any = None,
+        secret_key_base: str | bytes | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise TypeError(f"Endpoint name must be a non-empty str, got {name!r}")
@@ -45,6 +62,8 @@ class Endpoint:
         self.url = dict(url or {})
         #: A WSGI app for requests that are not socket upgrades (default: 404).
         self.http_app = http_app
+        #: The secret tokens and the cookie session are signed with (None until set).
+        self.secret_key_base = check_secret_key_base(secret_key_base) if secret_key_base is not None else None
         #: (host, port) the HTTP server is listening on, once it is.
         self.bound: tuple | None = None
         self.sockets: list[tuple[str, Any, dict]] = []
@@ -88,7 +107,16 @@ class Endpoint:
             drainer = opts.get("drainer", {})
             if drainer is not False:
                 drainers[name] = Drainer.child_spec((self, handler, drainer))
-        return [*pools.values(), *drainers.values()]
+        # LongPoll sessions live under one supervisor per endpoint (Phoenix's
+        # LongPoll.Supervisor): stopped after the listener, before the channel pools.
+        longpoll = []
+        if any(opts.get("longpoll") for _path, _handler, opts in self.sockets):
+            from supervision import DynamicSupervisor
+
+            from .longpoll import supervisor_name
+
+            longpoll.append(DynamicSupervisor.child_spec({"id": ("longpoll", self.name), "name": supervisor_name(self)}))
+        return [*pools.values(), *longpoll, *drainers.values()]
 
     # Broadcasting to channels (Phoenix.Endpoint's broadcast API).
 
