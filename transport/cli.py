@@ -88,6 +88,7 @@ def _serve(argv: list[str]) -> int:
             raise UsageError(str(e)) from None
 
     children, endpoint = _load(args.target, {"host": args.host, "port": args.port})
+    _ensure_secret_key_base(endpoint)
 
     import gevent
 
@@ -134,6 +135,28 @@ def _serve(argv: list[str]) -> int:
     log.info("shutting down: draining sockets, stopping the tree")
     app.stop()
     return 0
+
+
+def _ensure_secret_key_base(endpoint: Any) -> None:
+    """Give the endpoint a secret: its own, else $SECRET_KEY_BASE, else a fresh random one."""
+    from ._endpoint import check_secret_key_base
+
+    if endpoint.secret_key_base is not None:
+        return
+    from_env = os.environ.get("SECRET_KEY_BASE")
+    if from_env:
+        try:
+            endpoint.secret_key_base = check_secret_key_base(from_env)
+        except ValueError as e:
+            raise UsageError(f"SECRET_KEY_BASE: {e}") from None
+        return
+    import secrets
+
+    endpoint.secret_key_base = secrets.token_urlsafe(48)  # 64 characters
+    log.warning(
+        "SECRET_KEY_BASE is not set: using a random secret, so tokens, LongPoll sessions and "
+        "cookie sessions will not survive a restart or be shared with other nodes"
+    )
 
 
 def _check_host(host: str) -> None:

@@ -14,6 +14,15 @@ class LobbyChannel(Channel):
 class LobbySocket(SocketHandler):
     channels = [("lobby:*", LobbyChannel)]
 
+    def connect(self, params, socket, connect_info):
+        # A client may prove it holds a token signed with the endpoint's secret.
+        if "token" in params:
+            from transport import token
+
+            if token.verify(socket, "user socket", params["token"]) != ("ok", "alice"):
+                return "error"
+        return ("ok", socket)
+
 
 endpoint = Endpoint("Serve.Endpoint", pubsub_server="Serve.PubSub", sockets=[("/socket", LobbySocket)])
 

@@ -20,9 +20,9 @@ class ServerProcess:
     """A server in a subprocess that prints ``listening on http://HOST:PORT`` when ready:
     its address, its stderr (with bounded waits for log lines), and how to stop it."""
 
-    def __init__(self, cmd: list[str], *, cwd: Path = ROOT, name: str = "the server") -> None:
+    def __init__(self, cmd: list[str], *, cwd: Path = ROOT, name: str = "the server", env: dict | None = None) -> None:
         self.name = name
-        env = dict(os.environ)
+        env = {**os.environ, **(env or {})}
         # This checkout, not whatever greenphx happens to be installed.
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
         env["PYTHONUNBUFFERED"] = "1"

@@ -68,6 +68,48 @@ def test_bad_invocations_fail_with_one_clear_line(args, message):
     assert "Traceback" not in result.stderr
 
 
+def test_secret_key_base_comes_from_the_environment():
+    from transport import token
+
+    secret = "k" * 64
+    server = ServerProcess(
+        [*PHX_SERVE, "serve_target:endpoint", "--port", "0"], cwd=Path(HERE), name="phx-serve", env={"SECRET_KEY_BASE": secret}
+    )
+    try:
+        good = token.sign(secret, "user socket", "alice")
+        with connect(f"{server.ws}/socket/websocket?vsn=2.0.0&token={good}") as ws:
+            ws.send(json.dumps(["1", "1", "lobby:a", "phx_join", {}]))
+            assert json.loads(ws.recv(timeout=5))[4]["status"] == "ok"
+        forged = token.sign("x" * 64, "user socket", "alice")
+        with pytest.raises(Exception, match="403"):
+            connect(f"{server.ws}/socket/websocket?vsn=2.0.0&token={forged}")
+    finally:
+        server.stop()
+    assert "SECRET_KEY_BASE is not set" not in server.stderr
+
+
+def test_without_secret_key_base_a_random_one_is_used_and_said():
+    server = ServerProcess([*PHX_SERVE, "serve_target:endpoint", "--port", "0"], cwd=Path(HERE), name="phx-serve", env={"SECRET_KEY_BASE": ""})
+    try:
+        server.wait_log("SECRET_KEY_BASE is not set")
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_short_secret_key_base_is_refused():
+    result = subprocess.run(
+        [*PHX_SERVE, "serve_target:endpoint", "--port", "0"],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": REPO, "SECRET_KEY_BASE": "too short"},
+    )
+    assert result.returncode == 2
+    assert "SECRET_KEY_BASE: secret_key_base must be at least 64 bytes, got 9" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_a_port_in_use_is_a_clear_error():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
