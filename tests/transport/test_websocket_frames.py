@@ -40,6 +40,7 @@ from transport.websocket import (
     encode_frame,
     unmask,
 )
+from transport.websocket import _frames
 
 # -- frames built by hand (client_frame and xor are in raw_ws.py) --------------------------
 
@@ -248,6 +249,40 @@ def test_reader_reassembles_any_fragmentation_and_chunking(msgs, data):
     step = data.draw(st.integers(1, max(1, len(stream))))
     got = [e for e in events(FrameReader(), stream, step) if e[0] != "ping"]
     assert got == msgs
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 3), st.integers(1, 1 << 20), st.data())
+def test_large_frames_unmasked_in_pieces_arrive_intact(before, size, data):
+    # Frames past the in-place unmasking threshold, split at arbitrary points: the bytes that
+    # come out are the bytes that went in, whatever the chunking and mask alignment.
+    unit = data.draw(st.binary(min_size=1, max_size=64))
+    payload = unit * ((_frames._UNMASK_PIECE + size) // len(unit) + 1)
+    stream = client_frame(2, b"x" * before) + client_frame(2, payload) + client_frame(1, b"after")
+    step = data.draw(st.sampled_from([1000, 4096, 65536, 300_001, len(stream)]))
+    got = list(events(FrameReader(), stream, step))
+    assert got == [("binary", b"x" * before), ("binary", payload), ("text", "after")]
+
+
+_DOCUMENTED_CLOSE_CODES = {1002, 1007, 1009}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(1, 64), st.sampled_from([None, 100]))
+def test_arbitrary_bytes_give_events_or_a_documented_close_code(stream, step, limit):
+    reader = FrameReader(limit)
+    try:
+        for i in range(0, len(stream), step):
+            reader.feed(stream[i : i + step])
+            while True:
+                event = reader.next_event()
+                if event is None:
+                    break
+                assert event[0] in ("text", "binary", "ping", "pong", "close")
+    except ProtocolError as e:
+        assert e.code in _DOCUMENTED_CLOSE_CODES
+        with pytest.raises(ProtocolError):
+            reader.next_event()  # a failed reader stays failed
 
 
 # -- a real server ------------------------------------------------------------------------

@@ -61,6 +61,8 @@ READ_SIZE = 65536
 #: How long ``read_message`` sleeps every ``yield_every`` messages: any positive value
 #: makes the hub run a full loop iteration.
 YIELD_SECONDS = 1e-6
+#: Bytes read back to back (no recv blocked) before the reader gives the loop a turn.
+YIELD_BYTES = 1 << 20
 #: While failing a connection, input is drained (so the close frame is not lost to a TCP
 #: reset) for at most ``close_timeout`` seconds and this many bytes.
 LINGER_BYTES = 4 * 1024 * 1024
@@ -154,6 +156,7 @@ class WebSocket(_gws.WebSocket):
         self._reading = False
         self._close_timer = None
         self._unyielded = 0
+        self._fed_unyielded = 0
         # Bytes the HTTP parser read past the request head belong to the WebSocket; after
         # they are taken, reads go to the socket itself.
         self._rfile_unread = True
@@ -336,6 +339,12 @@ class WebSocket(_gws.WebSocket):
                     self._lost("connection lost")
                     return None
                 reader.feed(data)
+                self._fed_unyielded += len(data)
+                if self._fed_unyielded >= YIELD_BYTES:
+                    # A large message arriving fast never blocks a recv: let the loop run
+                    # between pieces so other sockets are served while it comes in.
+                    self._fed_unyielded = 0
+                    gevent.sleep(YIELD_SECONDS)
                 continue
             kind = event[0]
             if kind == "text" or kind == "binary":
