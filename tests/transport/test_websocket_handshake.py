@@ -151,8 +151,8 @@ def test_permessage_deflate_offer_is_ignored(serve):
         ({"Sec-WebSocket-Key": "c2hvcnQ="}, 400, None),  # base64 of 5 bytes
         ({"Sec-WebSocket-Key": "AAAAAAAAAAAAAAAAAAAAAAAA"}, 400, None),  # 18 bytes
         ({"Sec-WebSocket-Key": None}, 400, None),
-        ({"Sec-WebSocket-Version": "12"}, 400, "13"),
-        ({"Sec-WebSocket-Version": "8"}, 400, "13"),
+        ({"Sec-WebSocket-Version": "12"}, 426, "13"),
+        ({"Sec-WebSocket-Version": "8"}, 426, "13"),
         ({"Sec-WebSocket-Version": None}, 426, "13"),
     ],
     ids=["key not base64", "key badly padded", "key 5 bytes", "key 18 bytes", "no key", "version 12", "version 8", "no version"],

@@ -67,7 +67,9 @@ def check_request(environ: dict, request_version: str, versions=SUPPORTED_VERSIO
     if not version:
         return _refuse("426 Upgrade Required", "Sec-WebSocket-Version missing", version_header)
     if version not in versions:
-        return _refuse("400 Bad Request", f"unsupported Sec-WebSocket-Version {version[:20]!r}", version_header)
+        # RFC 6455 4.2.2: an unknown version is answered with the versions we speak; 426 as
+        # Cowboy answers it.
+        return _refuse("426 Upgrade Required", f"unsupported Sec-WebSocket-Version {version[:20]!r}", version_header)
     key = (environ.get("HTTP_SEC_WEBSOCKET_KEY") or "").strip()
     if not key:
         return _refuse("400 Bad Request", "Sec-WebSocket-Key missing")
