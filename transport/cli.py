@@ -101,9 +101,11 @@ def _serve(argv: list[str]) -> int:
     except actors.StartError as e:
         print(f"phx-serve: could not start: {_start_failure(e.reason)}", file=sys.stderr)
         return EXIT_FAILURE
+    from ._memory import start_memory_reclaimer
     from .http import tune_gc
 
     tune_gc()
+    start_memory_reclaimer()
     shell = None
     if args.debug_shell:
         from . import debug_shell
