@@ -39,7 +39,7 @@ from typing import Any, Callable
 import actors
 from actors import TIMEOUT, Pid
 
-from . import _telemetry
+from . import _telemetry, _transport
 from ._message import Broadcast, InvalidMessageError, Message, Reply
 
 log = logging.getLogger("transport.socket")
@@ -354,7 +354,7 @@ class SocketConnection:
         if closed is not None:
             _push, (opcode, data) = closed
             # Queued behind this join's reply, so the client sees the new reply first.
-            actors.send(actors.self(), ("socket_push", opcode, data))
+            _transport.push(actors.self(), ("socket_push", opcode, data))
         return self._join(message)
 
     def _channel_down(self, ref: Any, pid: Pid, reason: Any) -> Any:

@@ -34,13 +34,33 @@ from ._message import InvalidMessageError
 
 log = logging.getLogger("transport")
 
-__all__ = ["FRAME", "IDLE_TIMEOUT", "REMOTE_CLOSED", "ConnectionLost", "TransportIO", "close_code", "push", "serve", "serve_stream"]
+__all__ = [
+    "FRAME",
+    "IDLE_TIMEOUT",
+    "OUTBOUND_POLICIES",
+    "REMOTE_CLOSED",
+    "ConnectionLost",
+    "OutboundQueue",
+    "TransportIO",
+    "close_code",
+    "push",
+    "serve",
+    "serve_stream",
+]
 
 FRAME = "$frame"
 REMOTE_CLOSED = "$remote_closed"
 IDLE_TIMEOUT = "$idle_timeout"
 _IDLE_CHECK = "$idle_check"
 _WRITE_REST = "$write_rest"
+_OVERFLOW = "$outbound_overflow"
+# Stands in the mailbox for a frame drop_oldest dropped.
+_DROPPED = ("$dropped",)
+#: Close code for a client that stopped reading (1013, Try Again Later: phoenix.js
+#: reconnects, and a client that catches up is served again).
+SLOW_CONSUMER_CLOSE = 1013
+SLOW_CONSUMER = ("shutdown", "slow_consumer")
+OUTBOUND_POLICIES = ("close", "drop_oldest")
 # A transport handling a run of mailbox messages tries its socket after this many.
 _MESSAGES_PER_READ = 16
 
@@ -48,6 +68,8 @@ _MESSAGES_PER_READ = 16
 # their io: a push to one of them is written by the pushing process at once when the
 # socket takes it without waiting, instead of waking the transport to write it.
 _idle_transports: dict[Any, Any] = {}
+# Every stream transport's OutboundQueue, by process record.
+_outbound: dict[Any, "OutboundQueue"] = {}
 
 
 def push(transport_pid: Any, msg: tuple) -> None:
@@ -61,8 +83,10 @@ def push(transport_pid: Any, msg: tuple) -> None:
     transport's next write.
     """
     proc = transport_pid._proc
+    if proc is None:
+        return  # a dead transport: dropped, as any send to a dead pid
     # While anything is traced, every push is a message, so tracers see sends and receives.
-    if proc is not None and not _rt._tracing:
+    if not _rt._tracing:
         io = _idle_transports.get(proc)
         if io is not None and not proc.mailbox:
             try:
@@ -72,9 +96,107 @@ def push(transport_pid: Any, msg: tuple) -> None:
             if done is True:
                 return
             if done is not False:
+                queue = _outbound.get(proc)
+                if queue is not None:
+                    queue.add(len(done))
                 actors.send(transport_pid, (_WRITE_REST, done))
                 return
+    queue = _outbound.get(proc)
+    if queue is not None and not queue.admit(proc, _push_size(msg)):
+        return
     actors.send(transport_pid, msg)
+
+
+def _push_size(msg: tuple) -> int:
+    data = msg[2] if len(msg) == 3 else None
+    return len(data) if data.__class__ in (bytes, str, bytearray, memoryview) else 0
+
+
+class OutboundQueue:
+    """The frames queued for one stream transport, counted in bytes, with its bound.
+
+    ``max_bytes`` bounds what may wait in the transport's mailbox for its socket (the
+    frames a slow client has not taken yet); a fastlane frame shared by many sockets is
+    counted once per socket and never copied. Past the bound, ``policy`` decides:
+    ``"close"`` ends the connection (close code 1013, exit ``('shutdown',
+    'slow_consumer')``, one warning), ``"drop_oldest"`` drops the oldest queued frames to
+    make room and counts them in ``dropped``. :meth:`statistics` gives the figures.
+    """
+
+    __slots__ = ("max_bytes", "policy", "bytes", "frames", "high_water", "dropped", "overflowed", "io", "_scan")
+
+    def __init__(self, max_bytes: int, policy: str, io: Any) -> None:
+        self.max_bytes = max_bytes
+        self.policy = policy
+        self.io = io
+        self.bytes = 0
+        self.frames = 0
+        self.high_water = 0
+        self.dropped = 0
+        self.overflowed = False
+        self._scan = 0  # leading mailbox entries drop_oldest already looked at
+
+    def statistics(self) -> dict[str, int]:
+        """Queued bytes and frames now, the most bytes ever queued, frames dropped."""
+        return {"bytes": self.bytes, "frames": self.frames, "high_water": self.high_water, "dropped": self.dropped, "max_bytes": self.max_bytes}
+
+    def add(self, size: int) -> None:
+        self.bytes += size
+        self.frames += 1
+        if self.bytes > self.high_water:
+            self.high_water = self.bytes
+
+    def taken(self, size: int) -> None:
+        """The transport took a queued frame of ``size`` bytes from its mailbox."""
+        self.bytes = max(0, self.bytes - size)
+        self.frames = max(0, self.frames - 1)
+
+    def admit(self, proc: Any, size: int) -> bool:
+        """Count a frame about to be queued; False when the policy says not to queue it."""
+        if self.overflowed:
+            return False
+        if self.bytes + size <= self.max_bytes:
+            self.add(size)
+            return True
+        if self.policy == "drop_oldest":
+            self._drop_oldest(proc, self.bytes + size - self.max_bytes)
+            if self.bytes + size <= self.max_bytes:
+                self.add(size)
+                return True
+            self.dropped += 1  # larger than the whole bound: the new frame goes
+            return False
+        self._overflow(proc)
+        return False
+
+    def _drop_oldest(self, proc: Any, needed: int) -> None:
+        # Entries are replaced in place (never removed) so a selective receive under way in
+        # the transport keeps its place in the mailbox.
+        mailbox = proc.mailbox
+        i = self._scan
+        while needed > 0 and i < len(mailbox):
+            msg = mailbox[i]
+            if msg.__class__ is tuple and len(msg) == 3 and msg[0] == "socket_push":
+                size = _push_size(msg)
+                mailbox[i] = _DROPPED
+                self.bytes = max(0, self.bytes - size)
+                self.frames = max(0, self.frames - 1)
+                self.dropped += 1
+                needed -= size
+            i += 1
+        self._scan = i
+
+    def _overflow(self, proc: Any) -> None:
+        self.overflowed = True
+        log.warning(
+            "closing socket %s: its client is not reading (%d bytes queued, max_outbound_bytes=%d)",
+            proc.pid,
+            self.bytes,
+            self.max_bytes,
+        )
+        actors.send(proc.pid, (_OVERFLOW,))
+        abort = getattr(self.io, "abort", None)
+        if abort is not None:
+            abort("slow consumer")  # a write blocked on the full socket fails now
 
 
 class ConnectionLost(Exception):
@@ -114,7 +236,14 @@ def serve(conn: Any, io: TransportIO) -> None:
     _run(_loop, conn, io)
 
 
-def serve_stream(conn: Any, io: TransportIO, stream: Any, idle_timeout: float) -> None:
+def serve_stream(
+    conn: Any,
+    io: TransportIO,
+    stream: Any,
+    idle_timeout: float,
+    max_outbound_bytes: int | None = None,
+    outbound_policy: str = "close",
+) -> None:
     """Run the connection in the calling greenlet, which becomes its transport process and
     reads the client's frames itself (no reader greenlet, no mailbox hop per frame).
 
@@ -124,12 +253,17 @@ def serve_stream(conn: Any, io: TransportIO, stream: Any, idle_timeout: float) -
     more input (or EOF) is there, after which ``stream.input_ready()`` is called;
     ``stream.input_at`` is the ``time.monotonic()`` of the last bytes received. The socket
     closes after ``idle_timeout`` seconds without input (Cowboy's ``idle_timeout``).
-    Returns once the process has exited; the caller finishes the TCP close.
+    ``max_outbound_bytes`` and ``outbound_policy`` bound the frames queued for the socket
+    (:class:`OutboundQueue`; None: unbounded). Returns once the process has exited; the
+    caller finishes the TCP close.
     """
     proc = _rt._adopt_current("transport.serve")
     actors.set_label(("socket", conn.handler.__qualname__, conn.socket.id))
+    queue = None
+    if max_outbound_bytes is not None:
+        queue = _outbound[proc] = OutboundQueue(max_outbound_bytes, outbound_policy, io)
     try:
-        _run(_stream_loop, conn, io, proc, stream, idle_timeout)
+        _run(_stream_loop, conn, io, proc, stream, idle_timeout, queue)
         _rt._release_current("normal")
     except actors.Exit as e:
         _rt._release_current(e.reason)
@@ -140,12 +274,20 @@ def serve_stream(conn: Any, io: TransportIO, stream: Any, idle_timeout: float) -
         if proc.alive:
             log.error("Process %s (transport.serve) crashed: %r", proc.pid, e, exc_info=e, extra={"pid": str(proc.pid), "reason": e})
         _rt._release_current(e)
+    finally:
+        if queue is not None:
+            del _outbound[proc]
 
 
 def _run(loop: Any, conn: Any, io: TransportIO, *args: Any) -> None:
     try:
         reason = loop(conn, io, *args)
     except ConnectionLost:
+        queue = args[-1] if args and args[-1].__class__ is OutboundQueue else None
+        if queue is not None and queue.overflowed:
+            # The write failed because the pusher aborted it for a client that stopped reading.
+            conn.terminate(SLOW_CONSUMER)
+            actors.exit(SLOW_CONSUMER)
         conn.terminate("remote")  # nobody left to write to: end quietly
     except BaseException as e:
         # A crash, or an exit signal from outside: the client still gets a close frame.
@@ -179,7 +321,7 @@ def _loop(conn: Any, io: TransportIO) -> Any:
             return end
 
 
-def _stream_loop(conn: Any, io: TransportIO, proc: Any, stream: Any, idle_timeout: float) -> Any:
+def _stream_loop(conn: Any, io: TransportIO, proc: Any, stream: Any, idle_timeout: float, queue: OutboundQueue | None) -> Any:
     conn.init()
     mailbox = proc.mailbox
     read = stream.read_nowait
@@ -202,6 +344,21 @@ def _stream_loop(conn: Any, io: TransportIO, proc: Any, stream: Any, idle_timeou
             # looked at every few messages: neither source can starve the other.
             if mailbox:
                 msg = mailbox.popleft()
+                if queue is not None:
+                    if queue._scan:
+                        queue._scan -= 1  # every entry moved one place towards the front
+                    if msg.__class__ is tuple and msg:
+                        if msg is _DROPPED:
+                            continue  # uncounted when drop_oldest dropped it
+                        tag = msg[0]
+                        if tag == "socket_push" or tag is _WRITE_REST:
+                            queue.taken(_push_size(msg) if tag == "socket_push" else len(msg[1]))
+                            if queue.overflowed:
+                                continue  # closing: nothing more is written
+                        elif tag is _OVERFLOW:
+                            io.close(SLOW_CONSUMER_CLOSE, "slow consumer")
+                            conn.terminate(SLOW_CONSUMER)
+                            return SLOW_CONSUMER
                 if msg is idle_check:
                     now = monotonic()
                     left = stream.input_at + idle_timeout - now
@@ -299,6 +456,9 @@ def snapshot(conn: Any, io: Any) -> dict[str, Any]:
     }
     info = getattr(io, "info", None)
     state.update(info() if info is not None else {})
+    queue = _outbound.get(actors.self()._proc)
+    if queue is not None:
+        state["outbound"] = queue.statistics()
     return state
 
 

@@ -25,7 +25,8 @@ Python                                   Erlang term
 Decoding is the inverse, with these choices: a binary becomes ``str`` when it is valid
 UTF-8 and ``bytes`` otherwise (``binaries="bytes"`` keeps every binary as ``bytes``);
 ``nil``/``true``/``false`` become ``None``/``True``/``False`` (Elixir's reading of
-``nil``; Erlang's ``undefined`` stays an :class:`Atom`); a charlist (``STRING_EXT``)
+``nil``, so ``Atom("nil")`` comes back as ``None``; Erlang's ``undefined`` stays an
+:class:`Atom`); a charlist (``STRING_EXT``)
 becomes a list of ints, as it is a list in Erlang; pids, ports and references become
 :class:`OpaqueTerm` values that encode back to the same bytes. Decoding never builds
 arbitrary objects and never runs anything: funs (``FUN_EXT``, ``NEW_FUN_EXT``,

@@ -141,6 +141,12 @@ def test_binaries_as_bytes_keeps_every_binary_raw():
         binary_to_term(data, binaries="text")  # type: ignore[arg-type]
 
 
+def test_the_atoms_nil_true_and_false_are_none_true_and_false():
+    for name, value in (("nil", None), ("true", True), ("false", False)):
+        assert term_to_binary(Atom(name)) == term_to_binary(value)
+        assert binary_to_term(term_to_binary(Atom(name))) is value
+
+
 def test_atoms_are_never_equal_to_strings():
     assert Atom("ok") != "ok" and "ok" != Atom("ok")
     assert Atom("ok") == Atom("ok") and hash(Atom("ok")) == hash(Atom("ok"))
@@ -239,7 +245,7 @@ json_like = st.recursive(
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text()
     | st.binary().filter(lambda b: not _utf8(b))
-    | st.builds(Atom, st.text(max_size=20)),
+    | st.builds(Atom, st.text(max_size=20).filter(lambda t: t not in ("nil", "true", "false"))),
     lambda children: st.lists(children, max_size=5)
     | st.tuples(children, children)
     | st.dictionaries(st.text(max_size=8) | st.builds(Atom, st.text(max_size=8)) | st.integers(), children, max_size=5),

@@ -578,6 +578,13 @@ class WebSocket(_gws.WebSocket):
             if timer is not None:
                 timer.close()
 
+    def abort(self, reason: str = "aborted") -> None:
+        """Drop the connection at once (TCP reset): a write blocked on it fails with
+        :class:`ConnectionClosed`, the reader sees the end. Idempotent."""
+        if self._ended:
+            return
+        self._abort(reason)
+
     def _abort(self, reason: str) -> None:
         """Abort after a failed write: reset, not FIN, once the socket is closed."""
         self._close_started = True
