@@ -4,7 +4,8 @@ It sits in the endpoint's tree after the channel pools, so it stops before them:
 ``terminate`` sends ``phx_drain`` to every channel process, ``batch_size`` at a time,
 ``batch_interval`` ms apart. Each channel tells its transport to close, which a WebSocket
 does with code 1012 (service restart), so clients reconnect elsewhere instead of all at
-once. As in Phoenix, a socket with no channel joined is not drained.
+once. A socket with no channel joined is closed with 1012 as well, after the last round
+(Phoenix leaves those to the listener's shutdown, and their clients see 1006).
 
 Options and defaults (Phoenix's): ``batch_size=10_000``, ``batch_interval=2_000`` ms,
 ``shutdown=30_000`` ms (the most the whole drain may take), ``log='info'``.
@@ -23,6 +24,7 @@ from supervision import ChildSpec, which_children
 
 from . import _telemetry
 from ._message import Broadcast
+from ._transport import stream_transports
 
 log = logging.getLogger("transport.socket")
 
@@ -59,12 +61,13 @@ class Drainer(GenServer):
         endpoint, handler, opts = state
         pool = endpoint.pool_name(handler)
         channels = _channel_pids(pool)
+        sockets = stream_transports(handler, endpoint)
         total = len(channels)
         size, interval = opts["batch_size"], opts["batch_interval"]
         rounds = total // size + 1
         level = logging.INFO if opts["log"] else None
-        if total and level is not None:
-            log.log(level, "Shutting down %d sockets in %d rounds of %dms", total, rounds, interval)
+        if (total or sockets) and level is not None:
+            log.log(level, "Shutting down %d sockets (%d channels) in %d rounds of %dms", len(sockets), total, rounds, interval)
         meta = {"endpoint": endpoint, "socket": handler, "interval": interval, "log": opts["log"]}
         _telemetry.execute(("phoenix", "socket_drain"), {"count": total, "total": total, "index": 0, "rounds": rounds}, meta)
         drain = Broadcast(topic="phoenix", event="phx_drain", payload={})
@@ -79,6 +82,10 @@ class Drainer(GenServer):
                     {"count": len(batch), "total": total, "index": index + 1, "rounds": rounds},
                     meta,
                 )
+        # Sockets with no channel have nothing to drain them; Phoenix leaves them to the
+        # listener's shutdown (the client sees 1006). They are told to restart too (1012),
+        # and the ones whose channels were drained above are already closing.
+        actors.spawn(_send_all, sockets, "socket_drain")
 
 
 def _send_all(pids: list, message: Any) -> None:

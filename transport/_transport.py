@@ -46,6 +46,7 @@ __all__ = [
     "push",
     "serve",
     "serve_stream",
+    "stream_transports",
 ]
 
 FRAME = "$frame"
@@ -107,6 +108,18 @@ def push(transport_pid: Any, msg: tuple) -> None:
     actors.send(transport_pid, msg)
 
 
+def stream_transports(handler: Any, endpoint: Any = None) -> list:
+    """The pids of the live stream transports (WebSocket connections) of a socket handler,
+    of one endpoint if given: what the drainer closes and operators count."""
+    return [
+        proc.pid
+        for proc, queue in list(_outbound.items())
+        if queue.conn is not None
+        and queue.conn.handler is handler
+        and (endpoint is None or queue.conn.socket.endpoint is endpoint)
+    ]
+
+
 def _push_size(msg: tuple) -> int:
     data = msg[2] if len(msg) == 3 else None
     return len(data) if data.__class__ in (bytes, str, bytearray, memoryview) else 0
@@ -123,12 +136,13 @@ class OutboundQueue:
     make room and counts them in ``dropped``. :meth:`statistics` gives the figures.
     """
 
-    __slots__ = ("max_bytes", "policy", "bytes", "frames", "high_water", "dropped", "overflowed", "io", "_scan")
+    __slots__ = ("max_bytes", "policy", "bytes", "frames", "high_water", "dropped", "overflowed", "io", "conn", "_scan")
 
-    def __init__(self, max_bytes: int, policy: str, io: Any) -> None:
+    def __init__(self, max_bytes: int | None, policy: str, io: Any, conn: Any = None) -> None:
         self.max_bytes = max_bytes
         self.policy = policy
         self.io = io
+        self.conn = conn
         self.bytes = 0
         self.frames = 0
         self.high_water = 0
@@ -155,7 +169,7 @@ class OutboundQueue:
         """Count a frame about to be queued; False when the policy says not to queue it."""
         if self.overflowed:
             return False
-        if self.bytes + size <= self.max_bytes:
+        if self.max_bytes is None or self.bytes + size <= self.max_bytes:
             self.add(size)
             return True
         if self.policy == "drop_oldest":
@@ -254,14 +268,12 @@ def serve_stream(
     ``stream.input_at`` is the ``time.monotonic()`` of the last bytes received. The socket
     closes after ``idle_timeout`` seconds without input (Cowboy's ``idle_timeout``).
     ``max_outbound_bytes`` and ``outbound_policy`` bound the frames queued for the socket
-    (:class:`OutboundQueue`; None: unbounded). Returns once the process has exited; the
+    (:class:`OutboundQueue`; None: counted, not bounded). Returns once the process has exited; the
     caller finishes the TCP close.
     """
     proc = _rt._adopt_current("transport.serve")
     actors.set_label(("socket", conn.handler.__qualname__, conn.socket.id))
-    queue = None
-    if max_outbound_bytes is not None:
-        queue = _outbound[proc] = OutboundQueue(max_outbound_bytes, outbound_policy, io)
+    queue = _outbound[proc] = OutboundQueue(max_outbound_bytes, outbound_policy, io, conn)
     try:
         _run(_stream_loop, conn, io, proc, stream, idle_timeout, queue)
         _rt._release_current("normal")
@@ -275,8 +287,7 @@ def serve_stream(
             log.error("Process %s (transport.serve) crashed: %r", proc.pid, e, exc_info=e, extra={"pid": str(proc.pid), "reason": e})
         _rt._release_current(e)
     finally:
-        if queue is not None:
-            del _outbound[proc]
+        del _outbound[proc]
 
 
 def _run(loop: Any, conn: Any, io: TransportIO, *args: Any) -> None:
