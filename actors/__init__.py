@@ -20,8 +20,16 @@ Quick tour::
 pykka-style actors (``actors.Actor``: tell/ask/proxy) are full processes too: linked,
 monitored, supervised and killable like any other.
 
-Units: blocking timeouts (``receive``, ``call``) are seconds, as in Python; OTP settings
-(``send_after``, GenServer timeout results) are milliseconds, as in OTP.
+Also as in OTP: timers (``send_after``, ``start_timer``, ``send_interval``, ``read_timer``,
+``cancel_timer``), asynchronous GenServer requests (``send_request`` with
+``wait_response``/``receive_response``/``check_response``), ``('via', module, name)``
+names wherever a name is accepted, Elixir's :class:`Registry` (unique and duplicate
+keys, dropped when their owner dies), and ``GenServer.format_status`` to redact what
+``get_status`` and crash reports show.
+
+Units: blocking timeouts (``receive``, ``call``, ``wait_response``) are seconds, as in
+Python; OTP settings (``send_after`` and the other timers, GenServer timeout results) are
+milliseconds, as in OTP.
 """
 
 from ._errors import (
@@ -29,6 +37,7 @@ from ._errors import (
     BadReturnError,
     CallExit,
     Exit,
+    NoProcError,
     NotAProcessError,
     ReceiveTimeout,
     RegistrationError,
@@ -37,17 +46,24 @@ from ._errors import (
 from ._pykka import Actor, ActorRef, GeventFuture, actor_child_spec
 from ._gen_server import (
     GenServer,
+    RequestId,
     call,
     cast,
+    check_response,
     enter_loop,
+    formatted_status,
     get_state,
     get_status,
+    receive_response,
     replace_state,
     reply,
+    send_request,
     start,
     start_link,
     stop,
+    wait_response,
 )
+from ._registry import Registry
 from ._runtime import (
     TIMEOUT,
     Pid,
@@ -64,16 +80,19 @@ from ._runtime import (
     monitor,
     process_info,
     processes,
+    read_timer,
     receive,
     register,
     registered,
     self,
     send,
     send_after,
+    send_interval,
     set_label,
     spawn,
     spawn_link,
     spawn_monitor,
+    start_timer,
     trace,
     trap_exit,
     unlink,
@@ -92,20 +111,25 @@ __all__ = [
     "CallExit",
     "Exit",
     "GenServer",
+    "NoProcError",
     "NotAProcessError",
     "Pid",
     "ReceiveTimeout",
     "Ref",
     "RegistrationError",
+    "Registry",
+    "RequestId",
     "StartError",
     "TimerRef",
     "call",
     "cancel_timer",
     "cast",
+    "check_response",
     "demonitor",
     "enter_loop",
     "exit",
     "flush",
+    "formatted_status",
     "hibernate",
     "get_state",
     "get_status",
@@ -115,7 +139,9 @@ __all__ = [
     "monitor",
     "process_info",
     "processes",
+    "read_timer",
     "receive",
+    "receive_response",
     "register",
     "registered",
     "replace_state",
@@ -123,16 +149,20 @@ __all__ = [
     "self",
     "send",
     "send_after",
+    "send_interval",
+    "send_request",
     "set_label",
     "spawn",
     "spawn_link",
     "spawn_monitor",
     "start",
     "start_link",
+    "start_timer",
     "stop",
     "trace",
     "trap_exit",
     "unlink",
     "unregister",
+    "wait_response",
     "whereis",
 ]

@@ -9,6 +9,7 @@ The whole tree::
     Exception
      ├── ActorsError           base of the runtime's usage errors
      │    ├── NotAProcessError  a process-only API was used from gevent's hub
+     │    ├── NoProcError       link() to a process that is not alive (Erlang's error:noproc)
      │    ├── RegistrationError a name is taken, unknown, or the process is dead
      │    ├── StartError        a GenServer's start failed; ``.reason`` says why
      │    └── BadReturnError    a callback returned a value outside its contract
@@ -29,6 +30,7 @@ __all__ = [
     "BadReturnError",
     "CallExit",
     "Exit",
+    "NoProcError",
     "NotAProcessError",
     "ReceiveTimeout",
     "RegistrationError",
@@ -66,6 +68,19 @@ class ActorsError(Exception):
 
 class NotAProcessError(ActorsError, RuntimeError):
     """A function that needs a calling process was called from gevent's hub greenlet."""
+
+
+class NoProcError(ActorsError):
+    """``link`` to a process that is not alive, by a caller that does not trap exits.
+
+    Erlang raises ``error:noproc`` there, an ordinary error that ``catch`` sees and that,
+    uncaught, crashes the caller; so this is an ``Exception``, not an ``Exit``.
+    """
+
+    def __init__(self, pid: Any) -> None:
+        super().__init__(f"link: {pid} is not alive (noproc)")
+        self.pid = pid
+        self.reason = "noproc"
 
 
 class RegistrationError(ActorsError, ValueError):

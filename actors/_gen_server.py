@@ -22,7 +22,19 @@ Callback results are OTP's tuples. ``timeout`` elements are milliseconds, as in 
 
 Every GenServer also answers the system requests of OTP's ``sys`` module (``get_state``,
 ``replace_state``, ``get_status``, ``terminate``) through its mailbox, so tools can look
-inside a live server without private access.
+inside a live server without private access; ``format_status`` decides what
+``get_status`` and crash reports show of the state.
+
+Asynchronous calls, as OTP 25's ``gen_server:send_request``::
+
+    req = send_request("counter", "get")        # monitors the server, does not block
+    ...
+    receive_response(req, 1.0)    # ('reply', 5) | ('error', (reason, server)) | 'timeout'
+
+``receive_response`` abandons the request on timeout (a late reply is dropped);
+``wait_response`` leaves it active; ``check_response(msg, req)`` tests a message the
+caller received itself. Names may be ``('via', module, name)`` tuples (the module has
+``register_name``/``unregister_name``/``whereis_name``/``send``, e.g. :class:`Registry`).
 """
 
 from __future__ import annotations
@@ -81,6 +93,16 @@ class GenServer:
     def terminate(self, reason: Any, state: Any) -> None:
         """Clean up before exiting. Called on a stop, a crash, and a parent's shutdown when trapping exits."""
 
+    def format_status(self, status: dict[str, Any]) -> dict[str, Any]:
+        """What tools and crash reports show of this server (OTP 25's ``format_status/1``).
+
+        ``status`` has ``'state'`` (and, in a crash report, ``'message'`` and
+        ``'reason'``); return it with values replaced, e.g. secrets redacted. Used by
+        :func:`get_status` and the crash log; :func:`get_state` stays the raw state, as
+        ``sys:get_state`` is. The default shows everything.
+        """
+        return status
+
     @classmethod
     def start_link(
         cls, init_arg: Any = None, *, name: str | None = None, timeout: float | None = 5.0, hibernate_after: int | None = None
@@ -136,8 +158,8 @@ def _start(server: Any, init_arg: Any, name: str | None, timeout: float | None, 
     instance = server() if isinstance(server, type) else server
     if not isinstance(instance, GenServer):
         raise TypeError(f"start: server must be a GenServer subclass or instance, got {server!r}")
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"start: name must be a str, got {type(name).__name__}")
+    if name is not None and not isinstance(name, str) and not rt.is_via(name):
+        raise TypeError(f"start: name must be a str or a ('via', module, name) tuple, got {name!r}")
     _check_hibernate_after(hibernate_after, "start")
     me = _current()
     tag = Ref()
@@ -214,6 +236,113 @@ def _call(dest: Any, tag: str, request: Any, timeout: float | None) -> Any:
         _drop_monitor(me, target, ref)
         return msg[1]
     raise CallExit(msg[4], dest, request)
+
+
+class RequestId:
+    """An asynchronous request made with :func:`send_request` (OTP's request id)."""
+
+    __slots__ = ("ref", "dest")
+
+    def __init__(self, ref: Ref, dest: Any) -> None:
+        self.ref = ref
+        self.dest = dest
+
+    def __repr__(self) -> str:
+        return f"RequestId({self.ref!r}, {self.dest!r})"
+
+
+def send_request(dest: "Pid | str | tuple", request: Any) -> RequestId:
+    """Send a call to a GenServer without waiting (``gen_server:send_request/2``).
+
+    The caller monitors the server until the answer is taken with :func:`wait_response`,
+    :func:`receive_response` or :func:`check_response`. Never raises for a dead server:
+    the answer is then ``('error', ('noproc', dest))``.
+    """
+    me = _current()
+    target = rt._lookup(dest, "send_request")
+    ref = Ref()
+    if target is None:
+        _deliver(me, ("DOWN", ref, "process", dest, "noproc"))
+    else:
+        rt._add_monitor(me, target, ref)
+        if rt._tracing:
+            rt.send(target.pid, (_CALL, (me.pid, ref), request))
+        else:
+            _deliver(target, (_CALL, (me.pid, ref), request))
+    return RequestId(ref, dest)
+
+
+def _check_request_id(req_id: Any, fn: str) -> Ref:
+    if req_id.__class__ is not RequestId:
+        raise TypeError(f"{fn}: expected the RequestId from send_request, got {type(req_id).__name__}")
+    return req_id.ref
+
+
+def _answer(req_id: RequestId, msg: Any) -> Any:
+    rt.demonitor(req_id.ref, flush=True)
+    if msg[0] is req_id.ref:
+        return ("reply", msg[1])
+    return ("error", (msg[4], req_id.dest))
+
+
+def _is_answer_to(ref: Ref) -> Callable[[Any], bool]:
+    return lambda m: m.__class__ is tuple and len(m) >= 2 and (m[0] is ref or (len(m) == 5 and m[1] is ref and m[0] == "DOWN"))
+
+
+def wait_response(req_id: RequestId, timeout: float | None = None) -> Any:
+    """Wait up to ``timeout`` seconds (None: forever) for the answer to ``req_id``.
+
+    ``('reply', value)``, ``('error', (reason, dest))`` if the server died first, or
+    ``'timeout'``; after a timeout the request stays active and may be waited for again
+    (``gen_server:wait_response/2``).
+    """
+    ref = _check_request_id(req_id, "wait_response")
+    msg = receive(_is_answer_to(ref), timeout, default=TIMEOUT)
+    return "timeout" if msg is TIMEOUT else _answer(req_id, msg)
+
+
+def receive_response(req_id: RequestId, timeout: float | None = None) -> Any:
+    """As :func:`wait_response`, but a timeout abandons the request: its monitor is gone
+    and a reply that comes later is dropped, never queued (``gen_server:receive_response/2``)."""
+    ref = _check_request_id(req_id, "receive_response")
+    msg = receive(_is_answer_to(ref), timeout, default=TIMEOUT)
+    if msg is not TIMEOUT:
+        return _answer(req_id, msg)
+    rt.demonitor(ref, flush=True)
+    me = _current()
+    if me.abandoned is None:
+        me.abandoned = set()
+    me.abandoned.add(ref)
+    return "timeout"
+
+
+def check_response(msg: Any, req_id: RequestId) -> Any:
+    """Whether a message the caller received answers ``req_id`` (``gen_server:check_response/2``):
+    ``('reply', value)``, ``('error', (reason, dest))``, or ``'no_reply'`` for any other message."""
+    ref = _check_request_id(req_id, "check_response")
+    if not _is_answer_to(ref)(msg):
+        return "no_reply"
+    return _answer(req_id, msg)
+
+
+def formatted_status(server: Any, status: dict[str, Any]) -> dict[str, Any]:
+    """``status`` as ``server.format_status`` shows it, for any object with that callback
+    (a GenServer, a socket handler answering ``get_status``). Without one, ``status``.
+
+    A callback that raises or returns something other than a dict does not reveal the raw
+    values: the state becomes a note saying so (logged once per call, as a warning).
+    """
+    fn = getattr(server, "format_status", None)
+    if fn is None or getattr(fn, "__func__", None) is GenServer.format_status:
+        return status
+    try:
+        out = fn(dict(status))
+        if not isinstance(out, dict):
+            raise BadReturnError(f"{type(server).__qualname__}.format_status", out, "a dict")
+    except Exception as e:  # noqa: BLE001 - a broken formatter must not break sys requests or crash logs
+        log.warning("%s.format_status failed: %r; the state is not shown", type(server).__qualname__, e)
+        return {**status, "state": f"<format_status failed: {type(e).__name__}>"}
+    return {**status, **out}
 
 
 def _drop_monitor(me: Any, target: Any, ref: Ref) -> None:
@@ -320,24 +449,25 @@ class _Stop(Exception):
 def _server_main(server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: str | None, linked: bool, hibernate_after: Any) -> None:
     me = _current()
     me.system = server
-    if name is not None:
-        holder = rt._names.get(name)
-        if holder is not None:
-            rt.send(parent, (_ACK, tag, "error", ("already_started", holder.pid)))
-            return
-        rt.register(name)
+    if name is not None and not _register_name(name, me, parent, tag):
+        return
     try:
         result = server.init(init_arg)
     except Exit as e:
         if me.alive:
+            _unregister_via(name)
             rt.send(parent, (_ACK, tag, "error", e.reason))
         raise
     except Exception as e:  # noqa: BLE001 - init crashed: report once, then exit with it
         _log_crash(server, me.pid, e, "init", None)
+        _unregister_via(name)
         rt.send(parent, (_ACK, tag, "error", e))
         raise Exit(e) from None
     ok = result.__class__ is tuple and len(result) in (2, 3) and result[0] == "ok"
-    if ok and (len(result) == 2 or _valid_timeout(result[2])):
+    ok = ok and (len(result) == 2 or _valid_timeout(result[2]))
+    if not ok:
+        _unregister_via(name)  # as OTP's gen: a failed or ignored start leaves no via name
+    if ok:
         rt.send(parent, (_ACK, tag, "ok", None))
         # As OTP's gen: an unlinked server is its own parent, so an exit signal from
         # whoever called start() is an ordinary handle_info message, not a shutdown.
@@ -354,6 +484,30 @@ def _server_main(server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: 
         _log_crash(server, me.pid, error, "init", None)
         rt.send(parent, (_ACK, tag, "error", error))
         raise Exit(error)
+
+
+def _register_name(name: Any, me: Any, parent: Pid, tag: Ref) -> bool:
+    if name.__class__ is str:
+        holder = rt._names.get(name)
+        if holder is not None:
+            rt.send(parent, (_ACK, tag, "error", ("already_started", holder.pid)))
+            return False
+        rt.register(name)
+        return True
+    module, key = name[1], name[2]
+    if module.register_name(key, me.pid) in ("yes", True):
+        return True
+    holder = module.whereis_name(key)
+    rt.send(parent, (_ACK, tag, "error", ("already_started", holder if holder.__class__ is Pid else None)))
+    return False
+
+
+def _unregister_via(name: Any) -> None:
+    if name is not None and name.__class__ is tuple:
+        try:
+            name[1].unregister_name(name[2])
+        except Exception:  # noqa: BLE001 - the start failed already; that is the error to report
+            log.debug("unregister_name(%r) failed after a failed start", name, exc_info=True)
 
 
 def _loop(server: GenServer, me: Any, state: Any, timeout: Any, parent: Pid, hibernate_after: Any = None) -> None:
@@ -466,7 +620,7 @@ def _system(server: GenServer, me: Any, from_: From, request: Any, state: Any, p
                 "parent": parent,
                 "name": me.name,
                 "message_queue_len": len(me.mailbox),
-                "state": state,
+                "state": formatted_status(server, {"state": state})["state"],
             },
         )
     elif request.__class__ is tuple and len(request) == 2 and request[0] == "replace_state":
@@ -507,6 +661,8 @@ def _terminate(server: GenServer, me: Any, reason: Any, state: Any, last_msg: An
 
 def _log_crash(server: GenServer, pid: Pid, reason: Any, where: str, last_msg: Any, state: Any = None) -> None:
     exc_info = reason if isinstance(reason, BaseException) else None
+    shown = formatted_status(server, {"state": state, "message": last_msg, "reason": reason})
+    state, last_msg = shown.get("state"), shown.get("message")
     log.error(
         "GenServer %s (%s) terminating: %r; last message: %r; state: %r",
         pid,

@@ -11,15 +11,32 @@ greenlet is then unwound asynchronously by throwing ``Exit`` into it from the hu
 ``is_alive(pid)`` right after ``exit(pid, 'kill')`` is already false, as Erlang guarantees,
 and a greenlet blocked in ``receive`` or in socket I/O dies at the hub's next turn. A
 greenlet cannot be pre-empted: a process busy in a CPU-bound loop is unwound at its next
-switch (its entries in the tables are already gone; any message it sends before it notices
-is still delivered).
+switch (its entries in the tables are already gone).
+
+A dead process runs no runtime call. Python cannot stop code from catching ``Exit`` (a
+bare ``except:``, ``except BaseException:``), so the runtime makes the consequences
+Erlang's instead: from the moment a spawned process is dead, every runtime call it makes
+(``send``, ``receive``, ``spawn``, ``link``, ``register``, timers, ``self`` ...) raises
+``Exit`` again, so it sends nothing and receives nothing. ``finally`` blocks and
+``except Exit: ...; raise`` still run on the way out (Erlang runs neither); a runtime call
+there raises at once. A process that swallowed its ``Exit`` and calls the runtime again
+is parked for good at that call (its greenlet is never switched to again, and is kept, so
+no collector resumes it) and logged once, naming where the signal was swallowed; it can
+never block the hub. An adopted greenlet (a test, a WSGI handler) is not its process's:
+after the process dies it may go on and is adopted afresh at its next call.
+
+Timers (``send_after``, ``start_timer``, ``send_interval``) to a pid are cancelled when that
+process dies, as Erlang's, so a dead process's timers hold nothing.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
+import os
 import re
+import sys
 import traceback
 from collections import deque
 from typing import Any, Callable, Iterable
@@ -29,7 +46,7 @@ from gevent import get_hub
 from gevent.hub import Waiter
 from greenlet import getcurrent, greenlet
 
-from ._errors import Exit, NotAProcessError, ReceiveTimeout, RegistrationError
+from ._errors import Exit, NoProcError, NotAProcessError, ReceiveTimeout, RegistrationError
 
 log = logging.getLogger("actors")
 
@@ -164,6 +181,7 @@ class _Proc:
         "unwound",
         "abandoned",
         "monitor_names",
+        "timers",
     )
 
     def __init__(self, glet: Any, initial_call: Any, adopted: bool = False) -> None:
@@ -191,6 +209,8 @@ class _Proc:
         self.abandoned: set | None = None
         # ref -> name for monitors made by registered name: their DOWN names the name.
         self.monitor_names: dict | None = None
+        # Timers whose destination is this process: cancelled when it dies, as Erlang's.
+        self.timers: set[TimerRef] | None = None
 
 
 class _ProcGreenlet(greenlet):
@@ -209,6 +229,17 @@ _adopted: dict[Any, _Proc] = {}
 _dying: dict[Any, _Proc] = {}
 
 _tracing = 0  # number of processes being traced; lets send() skip the sender lookup
+# Spawned processes that are dead while their greenlet still runs: killed and not yet
+# unwound, or unwinding (finally blocks) after Exit was raised in them. Value: [the last
+# Exit raised in it or None, how many runtime calls it made since]. While this is empty,
+# send() need not look at its caller at all.
+_unwinding: dict[_Proc, list] = {}
+# Greenlets of processes that swallowed their exit signal and went on: parked for good,
+# never switched to again; held here so that no collector ever resumes them.
+_zombies: list[Any] = []
+# Runtime calls a dead process may make while unwinding (each raises Exit again) before
+# it counts as one that swallows its Exit in a loop.
+_UNWIND_CALLS = 100
 # tracer -> the processes it traces, so a tracer's death ends their tracing at once.
 _traced_by: dict[_Proc, set[_Proc]] = {}
 
@@ -222,8 +253,8 @@ def _current() -> _Proc:
     g = getcurrent()
     if g.__class__ is _ProcGreenlet:
         proc = g.proc
-        if not proc.alive and not proc.unwound:
-            _raise_death(proc)  # killed while switched out: it dies at its first API call
+        if not proc.alive:
+            _dead_call(proc)  # a dead process runs no runtime call: see _dead_call
         return proc  # type: ignore[no-any-return]
     proc = _adopted.get(g)
     if proc is not None and proc.alive:
@@ -236,8 +267,8 @@ def _current_or_none() -> _Proc | None:
     g = getcurrent()
     if g.__class__ is _ProcGreenlet:
         proc = g.proc
-        if not proc.alive and not proc.unwound:
-            _raise_death(proc)
+        if not proc.alive:
+            _dead_call(proc)
         return proc
     proc = _adopted.get(g)
     if proc is not None and proc.alive:
@@ -339,6 +370,8 @@ def _process_main(fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
     try:
         _run_process(g.proc, fn, args, kwargs)  # type: ignore[attr-defined]
     finally:
+        if _unwinding:
+            _unwinding.pop(g.proc, None)  # type: ignore[attr-defined]
         # Record and greenlet point at each other: left linked, every dead process (and
         # all its state) would wait for a cyclic collection, which a server tunes to be
         # rare. Unlinked, it is freed as it ends.
@@ -389,6 +422,8 @@ def _spawn(
     # supervisor's own module uses it, to start a child on the supervisor's behalf.
     if not callable(fn):
         raise TypeError(f"spawn: fn must be callable, got {type(fn).__name__}")
+    if _unwinding:
+        _check_caller()
     hub = get_hub()
     g = _ProcGreenlet(_process_main, hub)
     proc = _Proc(g, initial_call or _callable_name(fn))
@@ -515,12 +550,14 @@ def _deliver(proc: _Proc, msg: Any) -> None:
 
 
 def _lookup(dest: Any, fn: str) -> _Proc | None:
-    """The live process ``dest`` names (a Pid or a registered name), or None."""
+    """The live process ``dest`` names (a Pid, a registered name or a ``via`` tuple), or None."""
     if dest.__class__ is Pid:
         return dest._proc  # type: ignore[no-any-return]
     if isinstance(dest, str):
         return _names.get(dest)
-    raise TypeError(f"{fn}: dest must be a Pid or a registered name, got {type(dest).__name__}")
+    if dest.__class__ is tuple:
+        return _via_lookup(dest, fn)
+    raise TypeError(f"{fn}: dest must be a Pid, a registered name or a via tuple, got {type(dest).__name__}")
 
 
 def _resolve(dest: Any, fn: str) -> _Proc | None:
@@ -531,7 +568,34 @@ def _resolve(dest: Any, fn: str) -> _Proc | None:
         if proc is None:
             raise RegistrationError(f"{fn}: no process is registered as {dest!r}")
         return proc
-    raise TypeError(f"{fn}: dest must be a Pid or a registered name, got {type(dest).__name__}")
+    if dest.__class__ is tuple:
+        proc = _via_lookup(dest, fn)
+        if proc is None:
+            raise RegistrationError(f"{fn}: no process is registered as {dest!r}")
+        return proc
+    raise TypeError(f"{fn}: dest must be a Pid, a registered name or a via tuple, got {type(dest).__name__}")
+
+
+def is_via(name: Any) -> bool:
+    """Whether ``name`` is a ``('via', module, term)`` name (OTP's ``{via, Module, Name}``)."""
+    return (
+        name.__class__ is tuple
+        and len(name) == 3
+        and name[0].__class__ is str
+        and name[0] == "via"
+        and callable(getattr(name[1], "whereis_name", None))
+        and callable(getattr(name[1], "register_name", None))
+    )
+
+
+def _via_lookup(dest: tuple, fn: str) -> _Proc | None:
+    if not is_via(dest):
+        raise TypeError(
+            f"{fn}: a tuple dest must be ('via', module, name) with a module that has "
+            f"register_name/whereis_name/unregister_name, got {dest!r}"
+        )
+    pid = dest[1].whereis_name(dest[2])
+    return pid._proc if pid.__class__ is Pid else None  # None or 'undefined': not registered
 
 
 def send(dest: "Pid | str", msg: Any) -> None:
@@ -540,6 +604,8 @@ def send(dest: "Pid | str", msg: Any) -> None:
     ``dest`` may be a registered name, which must be registered (as Erlang's ``!``).
     Messages from one process to another arrive in the order they were sent.
     """
+    if _unwinding:
+        _check_caller()
     if dest.__class__ is Pid:
         proc = dest._proc  # type: ignore[union-attr]
         if proc is None:
@@ -560,6 +626,16 @@ def send(dest: "Pid | str", msg: Any) -> None:
         get_hub().loop.run_callback(waiter.switch, True)
     if proc.tracer is not None:
         _trace_event(proc, proc.tracer, ("trace", proc.pid, "receive", msg))
+
+
+def _check_caller() -> None:
+    # For calls that need no caller otherwise (send, spawn, register, timers); only made
+    # while some spawned process is dead with its greenlet still running.
+    g = getcurrent()
+    if g.__class__ is _ProcGreenlet:
+        proc = g.proc
+        if proc is not None and not proc.alive:
+            _dead_call(proc)
 
 
 def _wait(proc: _Proc, timeout: float | None) -> bool:
@@ -620,8 +696,6 @@ def receive(
             if proc.alive and proc.mailbox:
                 return proc.mailbox.popleft()
     proc = _current()
-    if not proc.alive:
-        _raise_death(proc)
     if timeout is not None:
         if timeout.__class__ is bool or not isinstance(timeout, (int, float)):
             raise TypeError(f"receive: timeout must be a number of seconds or None, got {type(timeout).__name__}")
@@ -647,7 +721,7 @@ def receive(
                     raise ReceiveTimeout(f"no matching message within {timeout} s")
                 return default
         if not proc.alive:
-            _raise_death(proc)
+            _dead_call(proc)
 
 
 def _take(mailbox: deque, match: Callable[[Any], bool] | None, scanned: int) -> tuple[Any, int]:
@@ -666,9 +740,79 @@ def _take(mailbox: deque, match: Callable[[Any], bool] | None, scanned: int) -> 
 
 def _raise_death(proc: _Proc) -> None:
     proc.unwound = True
-    if proc.adopted and _dying.get(proc.glet) is proc:
-        del _dying[proc.glet]
-    raise Exit(proc.reason)
+    exc = Exit(proc.reason)
+    if proc.adopted:
+        if _dying.get(proc.glet) is proc:
+            del _dying[proc.glet]
+    else:
+        _unwinding[proc] = [exc, 0]
+    raise exc
+
+
+def _dead_call(proc: _Proc) -> None:
+    """A runtime call made by a dead process: it never returns.
+
+    A process that Python still runs after its death is either unwinding (``finally``
+    blocks, an ``except`` that re-raises: the exit signal is the exception being handled)
+    or it caught its ``Exit`` and went on. The first gets ``Exit`` again, so the call has
+    no effect and the unwinding goes on; the second is parked for good: Erlang's
+    ``catch`` never sees a signal, so no code of a dead process may run on.
+    """
+    if proc.adopted or not proc.unwound:
+        _raise_death(proc)  # first notice of its death: the exit signal surfaces here
+    entry = _unwinding.get(proc)
+    if entry is None:  # pragma: no cover - every unwound spawned process has an entry
+        entry = _unwinding[proc] = [None, 0]
+    if isinstance(sys.exc_info()[1], Exit) and entry[1] < _UNWIND_CALLS:
+        entry[1] += 1
+        exc = entry[0] = Exit(proc.reason)
+        raise exc
+    _bury(proc, entry[0])
+
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _swallowed_at(exc: BaseException | None) -> str:
+    # A caught exception's traceback starts at the frame that caught it.
+    tb = exc.__traceback__ if exc is not None else None
+    if tb is None:
+        return "somewhere (no traceback kept)"
+    code = tb.tb_frame.f_code
+    return f"in {code.co_name} at {code.co_filename}:{tb.tb_lineno}"
+
+
+def _caller_outside_runtime() -> str:
+    frame = sys._getframe(1)
+    while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _HERE:
+        frame = frame.f_back
+    if frame is None:
+        return "?"
+    return f"{frame.f_code.co_name} at {frame.f_code.co_filename}:{frame.f_lineno}"
+
+
+def _bury(proc: _Proc, exc: BaseException | None) -> None:
+    """Park the calling greenlet, a dead process that swallowed its Exit, forever."""
+    _unwinding.pop(proc, None)
+    g = getcurrent()
+    _zombies.append(g)
+    log.error(
+        "Process %s (%s) was killed (reason %r) but went on running: its exit signal was "
+        "swallowed %s (an `except:` or `except BaseException:` that does not re-raise). "
+        "It is stopped for good at its runtime call from %s; its greenlet stays parked.",
+        proc.pid,
+        proc.initial_call,
+        proc.reason,
+        _swallowed_at(exc),
+        _caller_outside_runtime(),
+        extra={"pid": str(proc.pid), "reason": proc.reason},
+    )
+    hub = get_hub()
+    while True:
+        try:
+            hub.switch()
+        except BaseException:  # noqa: BLE001, S112 - nothing may resume a parked zombie
+            continue
 
 
 def flush() -> list[Any]:
@@ -712,8 +856,9 @@ def _check_pid(pid: Any, fn: str) -> None:
 def link(pid: Pid) -> None:
     """Link the caller and ``pid`` (bidirectional; idempotent).
 
-    Linking to a dead process sends the caller an exit signal ``noproc``: an
-    ``('EXIT', pid, 'noproc')`` message when it traps exits, else ``Exit('noproc')``.
+    Linking to a dead process, as Erlang's ``link/1``: a caller that traps exits gets an
+    ``('EXIT', pid, 'noproc')`` message; any other gets :class:`NoProcError` (Erlang's
+    ``error:noproc``: an ordinary exception, which crashes the caller unless caught).
     """
     _check_pid(pid, "link")
     me = _current()
@@ -722,7 +867,7 @@ def link(pid: Pid) -> None:
         if me.trap_exit:
             _deliver(me, ("EXIT", pid, "noproc"))
             return
-        raise Exit("noproc")
+        raise NoProcError(pid)
     _add_link(me, other)
 
 
@@ -851,6 +996,8 @@ def _unwind(proc: _Proc) -> None:
         return  # never started; _process_main will see it is dead and return
     if proc.adopted:
         _dying[g] = proc
+    elif proc not in _unwinding:
+        _unwinding[proc] = [None, 0]  # dead, still switched out: it may send nothing more
     get_hub().loop.run_callback(_throw_into, g, proc)
 
 
@@ -860,7 +1007,10 @@ def _throw_into(g: greenlet, proc: _Proc) -> None:
     if g.dead or proc.unwound:
         return
     proc.unwound = True
-    g.throw(Exit(proc.reason))
+    exc = Exit(proc.reason)
+    if not proc.adopted:
+        _unwinding[proc] = [exc, 0]
+    g.throw(exc)
 
 
 def _terminate(proc: _Proc, reason: Any) -> None:
@@ -893,6 +1043,8 @@ def _terminate(proc: _Proc, reason: Any) -> None:
                 if traced.tracer is p:
                     _stop_tracing(traced)
         p.mailbox.clear()
+        if p.timers:
+            _cancel_timers(p)
         if p.monitors:
             for ref, target in p.monitors.items():
                 if target.monitored_by is not None:
@@ -937,6 +1089,8 @@ def register(name: str, pid: Pid | None = None) -> None:
     """Register ``pid`` (default: the caller) under ``name``; freed when it dies."""
     if not isinstance(name, str):
         raise TypeError(f"register: name must be a str, got {type(name).__name__}")
+    if _unwinding:
+        _check_caller()
     if pid is None:
         proc: _Proc | None = _current()
     else:
@@ -957,16 +1111,21 @@ def unregister(name: str) -> None:
     """Remove a registered name."""
     if not isinstance(name, str):
         raise TypeError(f"unregister: name must be a str, got {type(name).__name__}")
+    if _unwinding:
+        _check_caller()
     proc = _names.pop(name, None)
     if proc is None:
         raise RegistrationError(f"unregister: {name!r} is not registered")
     proc.name = None
 
 
-def whereis(name: str) -> Pid | None:
-    """The pid registered as ``name``, or None."""
+def whereis(name: Any) -> Pid | None:
+    """The pid registered as ``name`` (a str or a ``via`` tuple), or None."""
+    if name.__class__ is tuple:
+        via = _via_lookup(name, "whereis")
+        return via.pid if via is not None else None
     if not isinstance(name, str):
-        raise TypeError(f"whereis: name must be a str, got {type(name).__name__}")
+        raise TypeError(f"whereis: name must be a str or a via tuple, got {type(name).__name__}")
     proc = _names.get(name)
     return proc.pid if proc is not None else None
 
@@ -982,38 +1141,104 @@ def registered() -> list[str]:
 
 
 class TimerRef:
-    """A pending ``send_after``; pass it to ``cancel_timer``."""
+    """A pending timer (``send_after``, ``start_timer``, ``send_interval``).
 
-    __slots__ = ("_watcher", "_due", "_ref")
+    Pass it to :func:`cancel_timer` or :func:`read_timer`. A ``start_timer`` message is
+    ``('timeout', tref, msg)`` with this very object, so a receive can match it by identity.
+    """
 
-    def __init__(self, watcher: Any, due: float) -> None:
-        self._watcher = watcher
-        self._due = due
-        self._ref = Ref()
+    __slots__ = ("_watcher", "_due", "_interval", "_owner", "_wrap")
+
+    def __init__(self, due: float, interval: float | None, wrap: bool) -> None:
+        self._watcher: Any = None
+        self._due = due  # loop time (s) of the next firing
+        self._interval = interval  # seconds between firings; None for a one-shot timer
+        self._owner: _Proc | None = None  # the destination process it is cancelled with
+        self._wrap = wrap  # start_timer: deliver ('timeout', self, msg)
 
     def __repr__(self) -> str:
-        return f"#TimerRef<{self._ref._n}>"
+        return f"#TimerRef<{id(self):x}>"
 
 
-def send_after(dest: "Pid | str", msg: Any, ms: float) -> TimerRef:
-    """Send ``msg`` to ``dest`` after ``ms`` milliseconds (Erlang's unit)."""
-    if not isinstance(ms, (int, float)) or ms < 0:
-        raise TypeError(f"send_after: ms must be a non-negative number, got {ms!r}")
+def _check_timer_args(fn: str, dest: Any, ms: Any, interval: bool = False) -> None:
+    if ms.__class__ is bool or not isinstance(ms, (int, float)) or ms < 0 or (interval and ms <= 0):
+        bound = "a positive" if interval else "a non-negative"
+        raise TypeError(f"{fn}: ms must be {bound} number of milliseconds, got {ms!r}")
     if dest.__class__ is not Pid and not isinstance(dest, str):
-        raise TypeError(f"send_after: dest must be a Pid or a registered name, got {type(dest).__name__}")
+        raise TypeError(f"{fn}: dest must be a Pid or a registered name, got {type(dest).__name__}")
+
+
+def _new_timer(dest: Any, msg: Any, ms: float, wrap: bool, owner: _Proc | None, interval: bool) -> TimerRef:
+    if _unwinding:
+        _check_caller()  # a timer is a deferred send: a dead process sets none
     loop = get_hub().loop
     loop.update_now()  # as gevent.sleep: the delay counts from now, not the cached loop time
-    watcher = loop.timer(ms / 1000.0)
-    tref = TimerRef(watcher, loop.now() + ms / 1000.0)
+    seconds = ms / 1000.0
+    tref = TimerRef(loop.now() + seconds, seconds if interval else None, wrap)
+    if owner is None and dest.__class__ is Pid:
+        # Erlang: a timer whose destination pid is not alive is cancelled at once.
+        return tref
+    # libev re-arms a repeating timer from its due time, not from when it ran: no drift.
+    watcher = loop.timer(seconds, seconds if interval else 0.0)
+    tref._watcher = watcher
+    if owner is not None:
+        tref._owner = owner
+        if owner.timers is None:
+            owner.timers = set()
+        owner.timers.add(tref)
     watcher.start(_timer_fired, tref, dest, msg)
     return tref
 
 
+def send_after(dest: "Pid | str", msg: Any, ms: float) -> TimerRef:
+    """Send ``msg`` to ``dest`` after ``ms`` milliseconds (Erlang's ``erlang:send_after/3``).
+
+    A timer to a pid is cancelled when that process dies (or at once if it is dead). A
+    timer to a registered name resolves the name when it fires; a name unregistered by
+    then drops the message.
+    """
+    _check_timer_args("send_after", dest, ms)
+    return _new_timer(dest, msg, ms, False, dest._proc if dest.__class__ is Pid else None, False)  # type: ignore[union-attr]
+
+
+def start_timer(dest: "Pid | str", msg: Any, ms: float) -> TimerRef:
+    """As :func:`send_after`, but the message is ``('timeout', tref, msg)`` (``erlang:start_timer/3``)."""
+    _check_timer_args("start_timer", dest, ms)
+    return _new_timer(dest, msg, ms, True, dest._proc if dest.__class__ is Pid else None, False)  # type: ignore[union-attr]
+
+
+def send_interval(dest: "Pid | str", msg: Any, ms: float) -> TimerRef:
+    """Send ``msg`` to ``dest`` every ``ms`` milliseconds until cancelled (``timer:send_interval/3``).
+
+    As OTP's, the interval is tied to the destination process: it stops when that process
+    dies (for a registered name, the process holding the name now; a name nobody holds
+    gives a timer that never fires), not when the caller dies. Ticks are due at fixed
+    multiples of ``ms`` from now, so a late tick does not shift the next ones. Stop it
+    with :func:`cancel_timer`.
+    """
+    _check_timer_args("send_interval", dest, ms, interval=True)
+    owner = dest._proc if dest.__class__ is Pid else _names.get(dest)  # type: ignore[union-attr,arg-type]
+    if owner is None:
+        return TimerRef(0.0, ms / 1000.0, False)  # cancelled from the start
+    return _new_timer(dest, msg, ms, False, owner, True)
+
+
 def _timer_fired(tref: TimerRef, dest: Any, msg: Any) -> None:
-    watcher = tref._watcher
-    tref._watcher = None
-    if watcher is not None:
-        watcher.close()
+    if tref._interval is None:
+        watcher = tref._watcher
+        tref._watcher = None
+        if watcher is not None:
+            watcher.close()
+        owner = tref._owner
+        if owner is not None:
+            tref._owner = None
+            if owner.timers is not None:
+                owner.timers.discard(tref)
+    else:
+        now = get_hub().loop.now()
+        tref._due = max(tref._due + tref._interval, now)
+    if tref._wrap:
+        msg = ("timeout", tref, msg)
     if dest.__class__ is Pid:
         send(dest, msg)
     else:
@@ -1022,8 +1247,32 @@ def _timer_fired(tref: TimerRef, dest: Any, msg: Any) -> None:
             _deliver(proc, msg)
 
 
-def cancel_timer(tref: TimerRef) -> float | bool:
-    """Cancel a timer: the milliseconds it had left, or False if it already fired."""
+def _cancel_timers(proc: _Proc) -> None:
+    timers = proc.timers
+    proc.timers = None
+    for tref in timers:  # type: ignore[union-attr]
+        watcher = tref._watcher
+        tref._watcher = None
+        tref._owner = None
+        if watcher is not None:
+            watcher.stop()
+            watcher.close()
+
+
+def _time_left(tref: TimerRef) -> int:
+    loop = get_hub().loop
+    loop.update_now()
+    # Whole milliseconds, rounded up: a timer cancelled at once reports its full time, as
+    # Erlang's does (which counts in clock ticks of 1 ms).
+    return max(0, math.ceil((tref._due - loop.now()) * 1000.0 - 1e-6))
+
+
+def cancel_timer(tref: TimerRef) -> int | bool:
+    """Cancel a timer: the whole milliseconds it had left, or False if it is no longer
+    pending (fired, cancelled, or its destination process died), as ``erlang:cancel_timer/1``.
+
+    For an interval timer, the milliseconds until its next tick.
+    """
     if not isinstance(tref, TimerRef):
         raise TypeError(f"cancel_timer: expected a TimerRef, got {type(tref).__name__}")
     watcher = tref._watcher
@@ -1032,9 +1281,21 @@ def cancel_timer(tref: TimerRef) -> float | bool:
     tref._watcher = None
     watcher.stop()
     watcher.close()
-    loop = get_hub().loop
-    loop.update_now()
-    return max(0.0, (tref._due - loop.now()) * 1000.0)
+    owner = tref._owner
+    if owner is not None:
+        tref._owner = None
+        if owner.timers is not None:
+            owner.timers.discard(tref)
+    return _time_left(tref)
+
+
+def read_timer(tref: TimerRef) -> int | bool:
+    """The whole milliseconds a pending timer has left, or False (``erlang:read_timer/1``)."""
+    if not isinstance(tref, TimerRef):
+        raise TypeError(f"read_timer: expected a TimerRef, got {type(tref).__name__}")
+    if tref._watcher is None:
+        return False
+    return _time_left(tref)
 
 
 # --------------------------------------------------------------------------------------

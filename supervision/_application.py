@@ -43,10 +43,11 @@ class Application:
         strategy: str = "one_for_one",
         max_restarts: int = 3,
         max_seconds: float = 5,
+        auto_shutdown: str = "never",
     ) -> None:
-        validate_flags(strategy, max_restarts, max_seconds)
+        validate_flags(strategy, max_restarts, max_seconds, auto_shutdown=auto_shutdown)
         self._specs = validate_children(children)
-        self._flags = (strategy, max_restarts, max_seconds)
+        self._flags = (strategy, max_restarts, max_seconds, auto_shutdown)
         self.name = name
         self.pid: Pid | None = None
         self._ref: Any = None

@@ -41,7 +41,9 @@ class ChildSpec:
     """One child of a supervisor, with OTP's fields and defaults.
 
     ``shutdown`` is ``'brutal_kill'``, a number of milliseconds, or ``'infinity'``;
-    it defaults to 5000 for workers and ``'infinity'`` for supervisors.
+    it defaults to 5000 for workers and ``'infinity'`` for supervisors. ``significant``
+    (OTP 24): the child's own end may shut its supervisor down, per the supervisor's
+    ``auto_shutdown``; only a transient or temporary child can be significant.
     """
 
     id: Any
@@ -50,6 +52,7 @@ class ChildSpec:
     shutdown: Any = None
     type: str = "worker"
     modules: Any = None
+    significant: bool = False
 
     @property
     def shutdown_ms(self) -> Any:
@@ -120,6 +123,11 @@ def _validate(spec: ChildSpec) -> ChildSpec:
         raise ChildSpecError(
             "restart", f"child {spec.id!r}: 'restart' must be one of {', '.join(RESTARTS)}; got {spec.restart!r}"
         )
+    if spec.significant.__class__ is not bool:
+        raise ChildSpecError("significant", f"child {spec.id!r}: 'significant' must be a bool; got {spec.significant!r}")
+    if spec.significant and spec.restart == "permanent":
+        # OTP: {bad_combination, [{restart, permanent}, {significant, true}]}
+        raise ChildSpecError("significant", f"child {spec.id!r}: a permanent child cannot be significant")
     if spec.type not in TYPES:
         raise ChildSpecError("type", f"child {spec.id!r}: 'type' must be 'worker' or 'supervisor'; got {spec.type!r}")
     shutdown = spec.shutdown

@@ -125,6 +125,8 @@ class DynamicSupervisor(GenServer):
     def _start_new(self, raw: Any) -> Any:
         try:
             spec = child_spec(raw)
+            if spec.significant:
+                raise ChildSpecError("significant", f"child {spec.id!r}: a DynamicSupervisor has no significant children (no auto_shutdown), as in Elixir")
         except ChildSpecError as e:
             return ("error", e)
         if self.max_children is not None and len(self._children) + len(self._restarting) >= self.max_children:

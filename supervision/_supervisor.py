@@ -26,6 +26,11 @@ exited ``normal``, ``shutdown`` or ``('shutdown', term)``, a ``temporary`` one n
 its spec is dropped). More than ``max_restarts`` restarts within ``max_seconds`` shuts the
 supervisor down with reason ``shutdown``, which its own supervisor sees as a child exit.
 On shutdown, children stop in reverse start order, each per its ``shutdown``.
+``which_children`` lists them newest first, as OTP's.
+
+``auto_shutdown`` (OTP 24, default ``'never'``): with ``'any_significant'`` the supervisor
+shuts down (reason ``shutdown``) when a ``significant`` child ends by itself and is not
+restarted; with ``'all_significant'`` when the last running significant one does.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ __all__ = [
 ]
 
 STRATEGIES = ("one_for_one", "one_for_all", "rest_for_one")
+AUTO_SHUTDOWNS = ("never", "any_significant", "all_significant")
 
 
 class SupervisorError(actors.ActorsError):
@@ -86,8 +92,12 @@ class _Child:
         self.pid = pid
 
 
-def validate_flags(strategy: str, max_restarts: Any, max_seconds: Any, strategies: tuple = STRATEGIES) -> None:
+def validate_flags(
+    strategy: str, max_restarts: Any, max_seconds: Any, strategies: tuple = STRATEGIES, auto_shutdown: Any = "never"
+) -> None:
     """Reject bad supervisor flags with an error naming the flag."""
+    if auto_shutdown not in AUTO_SHUTDOWNS:
+        raise ChildSpecError("auto_shutdown", f"auto_shutdown must be one of {', '.join(AUTO_SHUTDOWNS)}; got {auto_shutdown!r}")
     if strategy not in strategies:
         raise ChildSpecError("strategy", f"strategy must be one of {', '.join(strategies)}; got {strategy!r}")
     if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
@@ -123,6 +133,7 @@ class Supervisor(GenServer):
     strategy = "one_for_one"
     max_restarts = 3
     max_seconds = 5
+    auto_shutdown = "never"
 
     def children(self, arg: Any) -> list[Any]:
         """The child specs to start; override in a subclass (default: ``arg`` itself)."""
@@ -145,9 +156,13 @@ class Supervisor(GenServer):
         try:
             flags = getattr(self, "_flags", None)
             if flags is not None:
-                self.strategy, self.max_restarts, self.max_seconds = flags
-            validate_flags(self.strategy, self.max_restarts, self.max_seconds)
+                self.strategy, self.max_restarts, self.max_seconds = flags[:3]
+                if len(flags) > 3:
+                    self.auto_shutdown = flags[3]
+            validate_flags(self.strategy, self.max_restarts, self.max_seconds, auto_shutdown=self.auto_shutdown)
             specs = validate_children(self.children(arg))
+            for spec in specs:
+                self._check_significant(spec)
         except ChildSpecError as e:
             return ("error", e)
         self._intensity = RestartIntensity(self.max_restarts, self.max_seconds)
@@ -178,7 +193,10 @@ class Supervisor(GenServer):
     def handle_call(self, request: Any, from_: Any, state: Any) -> Any:
         op = request[0] if request.__class__ is tuple and request else None
         if op == "which_children":
-            return ("reply", [ChildInfo(c.spec.id, c.pid, c.spec.type, c.spec.modules) for c in self._children], self)
+            # Newest first, as OTP's supervisor keeps its children (visible to code that
+            # pattern-matches the list); the children are started in list order all the same.
+            rows = [ChildInfo(c.spec.id, c.pid, c.spec.type, c.spec.modules) for c in reversed(self._children)]
+            return ("reply", rows, self)
         if op == "count_children":
             return ("reply", self._count(), self)
         if op == "start_child":
@@ -200,6 +218,20 @@ class Supervisor(GenServer):
         return f"<{type(self).__qualname__} {self.strategy} [{kids}]>"
 
     # -- internals ----------------------------------------------------------------------
+
+    def _check_significant(self, spec: ChildSpec) -> None:
+        if spec.significant and self.auto_shutdown == "never":
+            # OTP: {bad_combination, [{auto_shutdown, never}, {significant, true}]}
+            raise ChildSpecError("significant", f"child {spec.id!r} is significant but the supervisor's auto_shutdown is 'never'")
+
+    def _auto_shutdown(self, spec: ChildSpec, pid: Pid, reason: Any) -> Any:
+        """A significant child ended by itself and is not restarted: OTP 24's auto_shutdown."""
+        if self.auto_shutdown == "all_significant" and any(
+            c.spec.significant and isinstance(c.pid, Pid) for c in self._children
+        ):
+            return ("noreply", self)
+        report(logging.INFO, "auto_shutdown", actors.self(), spec.id, pid, reason, f"shutting down ({self.auto_shutdown})")
+        return ("stop", "shutdown", self)
 
     def _find(self, child_id: Any) -> _Child | None:
         for c in self._children:
@@ -244,6 +276,8 @@ class Supervisor(GenServer):
             child.pid = None
             if spec.restart == "temporary":
                 self._children.remove(child)
+            if spec.significant:
+                return self._auto_shutdown(spec, pid, reason)
             return ("noreply", self)
         report(logging.INFO, "child_terminated", me, spec.id, pid, reason, "restarting")
         child.pid = None
@@ -293,6 +327,7 @@ class Supervisor(GenServer):
     def _start_new(self, raw: Any) -> Any:
         try:
             spec = child_spec(raw)
+            self._check_significant(spec)
         except ChildSpecError as e:
             return ("error", e)
         existing = self._find(spec.id)
@@ -371,19 +406,24 @@ def start_link(
     strategy: str = "one_for_one",
     max_restarts: int = 3,
     max_seconds: float = 5,
+    auto_shutdown: str = "never",
     name: str | None = None,
     timeout: float | None = None,
 ) -> Pid:
     """Start a supervisor of ``children``, linked to the caller; its pid.
 
+    ``auto_shutdown`` (OTP 24): ``'never'``, ``'any_significant'`` (the supervisor shuts
+    down, reason ``shutdown``, when a significant child ends by itself and is not
+    restarted) or ``'all_significant'`` (when the last running significant child does).
+
     Bad child specs or flags raise :class:`ChildSpecError` (naming the field) before
     anything starts. A child that fails to start raises :class:`actors.StartError` with
     reason ``('shutdown', ('failed_to_start_child', id, reason))``.
     """
-    validate_flags(strategy, max_restarts, max_seconds)
+    validate_flags(strategy, max_restarts, max_seconds, auto_shutdown=auto_shutdown)
     specs = validate_children(children)
     sup = Supervisor()
-    sup._flags = (strategy, max_restarts, max_seconds)  # type: ignore[attr-defined]
+    sup._flags = (strategy, max_restarts, max_seconds, auto_shutdown)  # type: ignore[attr-defined]
     return _start(sup, specs, name, timeout)
 
 
@@ -399,7 +439,9 @@ def _start(server: Any, arg: Any, name: str | None, timeout: float | None) -> Pi
 
 
 def which_children(sup: Any, timeout: float | None = 5.0) -> list[ChildInfo]:
-    """The supervisor's children, in start order."""
+    """The supervisor's children: newest first for a :class:`Supervisor` (as OTP's
+    ``supervisor:which_children``), in start order for a :class:`DynamicSupervisor` (as
+    OTP's ``simple_one_for_one`` and Elixir's, which list by pid)."""
     return actors.call(sup, ("which_children",), timeout)  # type: ignore[no-any-return]
 
 

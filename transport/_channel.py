@@ -305,6 +305,11 @@ class ChannelServer(GenServer):
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
 
+    def format_status(self, status: dict[str, Any]) -> dict[str, Any]:
+        # A Channel that defines format_status decides what tools and crash logs show of
+        # its socket (e.g. secrets in assigns), as a GenServer's own would.
+        return actors.formatted_status(self.channel, status)
+
     def handle_info(self, msg: Any, socket: Any) -> Any:
         if socket.__class__ is _Waiting:
             return self._before_join(msg, socket)

@@ -478,7 +478,10 @@ def _system_request(conn: Any, io: Any, from_: Any, request: Any) -> None:
     if request.__class__ is str and request in ("get_state", "get_status"):
         state = snapshot(conn, io)
         if request == "get_status":
-            state = {"pid": actors.self(), "module": "transport.serve", "status": "running", "state": state}
+            # A socket handler's format_status(status) decides what tools see (as a
+            # GenServer's does); get_state stays raw, as sys:get_state is.
+            shown = actors.formatted_status(conn.handler(), {"state": state})["state"]
+            state = {"pid": actors.self(), "module": "transport.serve", "status": "running", "state": shown}
         actors.reply(from_, state)
     else:
         actors.reply(from_, ("error", ("unknown_system_msg", request)))

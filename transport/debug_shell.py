@@ -397,15 +397,16 @@ class Shell:
         return info
 
     def state(self, pid: Any, timeout: float = 2.0) -> Any:
-        """:sys.get_state: a GenServer's state, a channel's Socket, a socket's snapshot."""
+        """A GenServer's state, a channel's Socket, a socket's snapshot, as the process's
+        ``format_status`` shows it (``sys:get_status``; secrets a process redacts stay hidden)."""
         p = as_pid(pid)
         _require_alive(p)
         try:
-            value = actors.get_state(p, timeout=timeout)
+            value = actors.get_status(p, timeout=timeout)["state"]
         except actors.CallExit as e:
             if e.why == "timeout":
                 raise ShellError(
-                    f"{p} did not answer get_state within {timeout}s (not a GenServer or sys-aware "
+                    f"{p} did not answer get_status within {timeout}s (not a GenServer or sys-aware "
                     "process, or busy)"
                 ) from None
             raise
@@ -515,6 +516,8 @@ class Shell:
         try:
             node["counts"] = supervision.count_children(pid, timeout=self.state_timeout)
             children = supervision.which_children(pid, timeout=self.state_timeout)
+            if isinstance(state, supervision.Supervisor):
+                children = children[::-1]  # OTP lists newest first; the tree reads in start order
         except actors.CallExit:
             node["children"] = None
             return node

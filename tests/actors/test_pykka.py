@@ -680,7 +680,7 @@ def test_supervisor_restarts_a_crashed_actor(no_leaks):
 
     sup = supervision.start_link([actor_child_spec(Recorder, id="rec"), Configured.child_spec("x")])
     try:
-        [rec, conf] = supervision.which_children(sup)
+        [conf, rec] = supervision.which_children(sup)  # newest first, as OTP
         assert rec.id == "rec" and conf.id is Configured
         assert actors.call(conf.pid, "config", timeout=1) == ("x", None)
         pid1 = rec.pid
@@ -688,7 +688,7 @@ def test_supervisor_restarts_a_crashed_actor(no_leaks):
         actors.send(pid1, "boom")  # a raw message is a tell: the actor crashes
         assert isinstance(_wait_down(mref), ValueError)
         # The supervisor got the EXIT before our call, so it has restarted the child.
-        pid2 = supervision.which_children(sup)[0].pid
+        pid2 = supervision.which_children(sup)[-1].pid
         assert isinstance(pid2, actors.Pid) and pid2 != pid1
         assert actors.call(pid2, "count", timeout=1) == 0
     finally:

@@ -270,7 +270,7 @@ def test_spawn_child_refusals(me):
     with pytest.raises(ChildSpecError) as err:
         supervision.spawn_child(sup, _idle_announcing, me, "d", restart="often")
     assert err.value.field == "restart"
-    with pytest.raises(TypeError, match="must be a Pid or a registered name"):
+    with pytest.raises(TypeError, match="must be a Pid, a registered name"):
         supervision.spawn_child(42, _idle_announcing)
 
 

@@ -82,7 +82,7 @@ def test_supervisor_follows_the_otp_model(restarts, strategy, max_restarts, even
     sup_ref = actors.monitor(sup)
     assert [_started() for _ in ids] == ids
     for index, reason in events:
-        rows = supervision.which_children(sup)
+        rows = supervision.which_children(sup)[::-1]  # OTP lists newest first; the model, in start order
         running = [r for r in rows if isinstance(r.pid, Pid)]
         if not running:
             break
@@ -103,7 +103,7 @@ def test_supervisor_follows_the_otp_model(restarts, strategy, max_restarts, even
             assert not any(isinstance(p, Pid) and actors.is_alive(p) for p in before.values())
             break
         assert [_started() for _ in expected_starts] == expected_starts
-        rows = supervision.which_children(sup)
+        rows = supervision.which_children(sup)[::-1]  # OTP lists newest first; the model, in start order
         assert [r.id for r in rows] == [c[0] for c in model.children]
         for row, (cid, _restart, is_running) in zip(rows, model.children):
             assert (isinstance(row.pid, Pid) and actors.is_alive(row.pid)) == is_running, (cid, row)

@@ -234,7 +234,7 @@ def test_state_of_a_process_that_does_not_answer(shell, capsys):
     started = time.monotonic()
     assert shell.state(stuck, timeout=0.1) is None
     assert time.monotonic() - started < 1
-    assert f"error: state: {stuck} did not answer get_state within 0.1s" in capsys.readouterr().out
+    assert f"error: state: {stuck} did not answer get_status within 0.1s" in capsys.readouterr().out
     actors.exit(stuck, "kill")
 
 
