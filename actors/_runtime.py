@@ -182,6 +182,7 @@ class _Proc:
         "abandoned",
         "monitor_names",
         "timers",
+        "high_water",
     )
 
     def __init__(self, glet: Any, initial_call: Any, adopted: bool = False) -> None:
@@ -211,6 +212,9 @@ class _Proc:
         self.monitor_names: dict | None = None
         # Timers whose destination is this process: cancelled when it dies, as Erlang's.
         self.timers: set[TimerRef] | None = None
+        # The longest the mailbox has been, counted only when a message finds others queued
+        # (an empty mailbox, the common case, costs nothing).
+        self.high_water = 0
 
 
 class _ProcGreenlet(greenlet):
@@ -539,7 +543,12 @@ def self() -> Pid:  # noqa: A001 - Erlang's name, deliberately
 
 
 def _deliver(proc: _Proc, msg: Any) -> None:
-    proc.mailbox.append(msg)
+    mailbox = proc.mailbox
+    if mailbox:
+        queued = len(mailbox) + 1
+        if queued > proc.high_water:
+            proc.high_water = queued
+    mailbox.append(msg)
     waiter = proc.waiter
     if waiter is not None:
         proc.waiter = None
@@ -619,7 +628,12 @@ def send(dest: "Pid | str", msg: Any) -> None:
         if sender is not None and sender.tracer is not None:
             _trace_event(sender, sender.tracer, ("trace", sender.pid, "send", msg, proc.pid))
     # _deliver, inlined: this is the hottest path of the runtime.
-    proc.mailbox.append(msg)
+    mailbox = proc.mailbox
+    if mailbox:
+        queued = len(mailbox) + 1
+        if queued > proc.high_water:
+            proc.high_water = queued
+    mailbox.append(msg)
     waiter = proc.waiter
     if waiter is not None:
         proc.waiter = None
@@ -1336,32 +1350,37 @@ def _stack(proc: _Proc) -> list[str]:
     return [line.rstrip() for line in traceback.format_stack(frame)]
 
 
-def process_info(pid: Pid, *, messages: bool = False) -> dict[str, Any] | None:
+def process_info(pid: Pid, *, messages: bool = False, stack: bool = True) -> dict[str, Any] | None:
     """What the runtime knows of ``pid``, or None if it is dead.
 
     Keys: pid, registered_name, status ('running', 'waiting' in receive, 'runnable',
-    'suspended' in other I/O), message_queue_len, links, monitors, monitored_by,
-    trap_exit, initial_call, label, current_stacktrace, hibernating (no greenlet until
-    its next message: :func:`hibernate`), and with ``messages=True`` a copy of the queue.
+    'suspended' in other I/O), message_queue_len, message_queue_high_water (the longest
+    the queue has been), links, monitors, monitored_by, trap_exit, initial_call, label,
+    current_stacktrace (only with ``stack=True``, the default: building it is the costly
+    part, so listings of many processes leave it out), hibernating (no greenlet until its
+    next message: :func:`hibernate`), and with ``messages=True`` a copy of the queue.
     """
     _check_pid(pid, "process_info")
     proc = pid._proc
     if proc is None:
         return None
+    queued = len(proc.mailbox)
     info = {
         "pid": pid,
         "registered_name": proc.name,
         "status": _status(proc),
-        "message_queue_len": len(proc.mailbox),
+        "message_queue_len": queued,
+        "message_queue_high_water": max(proc.high_water, queued),
         "links": sorted(p.pid for p in proc.links or ()),
         "monitors": [("process", p.pid) for p in (proc.monitors or {}).values()],
         "monitored_by": [p.pid for p in (proc.monitored_by or {}).values()],
         "trap_exit": proc.trap_exit,
         "initial_call": proc.initial_call,
         "label": proc.label,
-        "current_stacktrace": _stack(proc),
         "hibernating": proc.glet is _HIBERNATED,
     }
+    if stack:
+        info["current_stacktrace"] = _stack(proc)
     if messages:
         info["messages"] = list(proc.mailbox)
     return info

@@ -20,7 +20,18 @@ What is mounted (every mount: origins ``//example.com`` only, 200 ms idle timeou
     channels per connection.
 ``/ws/connect_info``, ``/ws/connect_info_custom``
     :class:`UserSocketConnectInfo` (connects are not logged): its channels push the
-    connection's ``connect_info`` back in the ``joined`` push.
+    connection's ``connect_info`` back in the ``joined`` push, which includes the cookie
+    session (``_hello_key``) when the ``_csrf_token`` query parameter is valid for it.
+``GET /``
+    :func:`session_page`: a session cookie holding ``from_session`` and, as the body, a
+    CSRF token for it.
+
+:data:`longpoll_endpoint` (Phoenix's long_poll_channels_test.exs endpoint) listens on a
+second port, printed as a second ``listening on http://HOST:PORT (Integration.LongPollEndpoint)``
+line: LongPoll only at ``/ws``, ``/ws/admin``, ``/ws/connect_info`` (window and PubSub
+timeout 200 ms, origins ``//example.com``), ``/ws/slow`` (:class:`SlowSocket`: a join
+slower than the window), and ``/js``, ``/js_wsblocked`` for the official client (any
+origin; on the latter the WebSocket refuses browsers, so phoenix.js falls back).
 
 Test support, not part of Phoenix's app: ``RoomChannel`` answers ``broadcast_disconnect``
 (``{"user_id": N}``) by broadcasting ``disconnect`` to ``user_sockets:N`` (what
@@ -36,6 +47,7 @@ from typing import Any
 
 import actors
 from transport import (
+    Binary,
     Channel,
     Endpoint,
     Message,
@@ -45,6 +57,7 @@ from transport import (
     push,
 )
 from transport.pubsub import PubSub
+from transport.session import csrf_token, session_option
 
 __all__ = [
     "CustomChannel",
@@ -54,7 +67,9 @@ __all__ = [
     "UserSocketConnectInfo",
     "children",
     "endpoint",
+    "longpoll_endpoint",
     "handle_error",
+    "session_page",
 ]
 
 PUBSUB = "Integration.PubSub"
@@ -95,6 +110,9 @@ class RoomChannel(Channel):
         if event == "broadcast_disconnect":  # test support, see the module doc
             socket.endpoint.broadcast(f"user_sockets:{payload['user_id']}", "disconnect", {})
             return ("reply", "ok", socket)
+        if event == "binary_size":  # test support: a binary push, answered in JSON
+            data = payload.data if isinstance(payload, Binary) else b""
+            return ("reply", ("ok", {"size": len(data), "sum": sum(data)}), socket)
         raise ValueError(f"RoomChannel does not handle {event!r}")
 
     def handle_out(self, event, payload, socket):
@@ -158,6 +176,8 @@ class UserSocket(SocketHandler):
             return "error"
         if params.get("ratelimit") == "true":
             return ("error", "rate_limit")
+        if params.get("custom_error") == "true":
+            return ("error", "custom")
         return ("ok", socket.assign(user_id=params.get("user_id")))
 
     def id(self, socket):
@@ -173,6 +193,8 @@ class UserSocketConnectInfo(SocketHandler):
         info = dict(connect_info)
         if "x_headers" in info:
             info["x_headers"] = dict(info["x_headers"])  # JSON-friendly, as Phoenix's test does
+        if "trace_context_headers" in info:
+            info["trace_context_headers"] = dict(info["trace_context_headers"])
         return ("ok", socket.assign(user_id=params.get("user_id"), connect_info=info))
 
     def id(self, socket):
@@ -184,6 +206,20 @@ class LimitedUserSocket(UserSocket):
     max_channels_per_transport = 3
 
 
+class SlowChannel(Channel):
+    """Its join takes a second: longer than the long-poll endpoint's window, so the POST
+    carrying the join is answered 408 (the part of Phoenix's ``/ws/slow`` we can test)."""
+
+    def join(self, topic, payload, socket):
+        actors.receive(lambda m: False, 1.0, default=None)
+        return ("ok", socket)
+
+
+class SlowSocket(SocketHandler):
+    log = False
+    channels = [("slow:*", SlowChannel)]
+
+
 def handle_error(environ, reason):
     """The mounts' ``error_handler``: a refused connect's reason to an HTTP response."""
     if reason == "rate_limit":
@@ -191,12 +227,31 @@ def handle_error(environ, reason):
     return ("403 Forbidden", [("Content-Type", "text/plain")], b"Forbidden")
 
 
+SECRET_KEY_BASE = "abcdefgh" * 8  # Phoenix's test endpoint uses the same
+SESSION_CONFIG = {"store": "cookie", "key": "_hello_key", "signing_salt": "change_me"}
+_SESSION = session_option(SESSION_CONFIG)
+
+
+def session_page(environ, start_response):
+    """``GET /``: puts ``from_session`` in a new cookie session and answers with a CSRF
+    token for it (the plug in front of Phoenix's test endpoint does the same)."""
+    if environ.get("PATH_INFO") != "/":
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"Not Found"]
+    session = {"from_session": "123"}
+    token = csrf_token(session)
+    start_response("200 OK", [("Content-Type", "text/plain"), _SESSION.set_cookie(session, SECRET_KEY_BASE)])
+    return [token.encode()]
+
+
 _WEBSOCKET = {"check_origin": ["//example.com"], "timeout": 200, "error_handler": handle_error}
-_CONNECT_INFO = ["x_headers", "peer_data", "uri", "user_agent"]
+_CONNECT_INFO = ["x_headers", "peer_data", "uri", "user_agent", ("session", SESSION_CONFIG)]
 
 endpoint = Endpoint(
     "Integration.Endpoint",
     pubsub_server=PUBSUB,
+    secret_key_base=SECRET_KEY_BASE,
+    http_app=session_page,
     sockets=[
         ("/ws", UserSocket, {"websocket": _WEBSOCKET, "longpoll": False}),
         ("/ws/admin", UserSocket, {"websocket": _WEBSOCKET, "longpoll": False}),
@@ -210,10 +265,39 @@ endpoint = Endpoint(
     ],
 )
 
-children = [PubSub.child_spec(name=PUBSUB), *endpoint.child_specs()]
+# Phoenix's long_poll_channels_test.exs endpoint: a second endpoint, on its own listener,
+# sharing the PubSub and the secret. ``/js`` and ``/js_wsblocked`` serve the official
+# client (Node, Chromium): any origin, and on ``/js_wsblocked`` the WebSocket refuses every
+# browser origin, so phoenix.js falls back to LongPoll (``longPollFallbackMs``).
+_LONGPOLL = {"window_ms": 200, "pubsub_timeout_ms": 200, "check_origin": ["//example.com"]}
+_LONGPOLL_JS = {"window_ms": 1_000, "check_origin": False}
+
+longpoll_endpoint = Endpoint(
+    "Integration.LongPollEndpoint",
+    pubsub_server=PUBSUB,
+    secret_key_base=SECRET_KEY_BASE,
+    sockets=[
+        ("/ws", UserSocket, {"websocket": False, "longpoll": _LONGPOLL}),
+        ("/ws/admin", UserSocket, {"websocket": False, "longpoll": _LONGPOLL}),
+        (
+            "/ws/connect_info",
+            UserSocketConnectInfo,
+            {"websocket": False, "longpoll": {**_LONGPOLL, "connect_info": ["trace_context_headers", "x_headers", "peer_data", "uri"]}},
+        ),
+        ("/ws/slow", SlowSocket, {"websocket": False, "longpoll": _LONGPOLL}),
+        ("/js", UserSocket, {"websocket": False, "longpoll": _LONGPOLL_JS}),
+        ("/js_wsblocked", UserSocket, {"websocket": {"check_origin": ["//example.com"]}, "longpoll": _LONGPOLL_JS}),
+    ],
+)
+
+children = [
+    PubSub.child_spec(name=PUBSUB),
+    *endpoint.child_specs(),
+    *longpoll_endpoint.child_specs(server={"host": "127.0.0.1", "port": 0}),
+]
 
 
 if __name__ == "__main__":
     from transport import http
 
-    raise SystemExit(http.main(endpoint, children))
+    raise SystemExit(http.main(endpoint, children, announce=(longpoll_endpoint,)))

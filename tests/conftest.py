@@ -37,6 +37,18 @@ def no_leaks():
     assert set(actors.registered()) == before_names
 
 
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server on a free port for the whole run (tests/redis_server.py); skips without one."""
+    from redis_server import RedisServer
+
+    server = RedisServer.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 _skipped: list[str] = []
 
 

@@ -66,6 +66,8 @@ class Endpoint:
         self.secret_key_base = check_secret_key_base(secret_key_base) if secret_key_base is not None else None
         #: (host, port) the HTTP server is listening on, once it is.
         self.bound: tuple | None = None
+        #: "http", or "https" once the listener serves TLS.
+        self.scheme = "http"
         self.sockets: list[tuple[str, Any, dict]] = []
         for mount in sockets or []:
             path, handler, *rest = mount

@@ -230,7 +230,7 @@ class SocketConnection:
     ``('reply', status, frame)`` or ``('stop', reason)`` — the WebSock lifecycle's results.
     """
 
-    __slots__ = ("handler", "socket", "channels", "channels_inverse", "max_channels")
+    __slots__ = ("handler", "socket", "channels", "channels_inverse", "max_channels", "mistakes")
 
     def __init__(self, handler: type[SocketHandler], socket: Socket) -> None:
         self.handler = handler
@@ -239,6 +239,8 @@ class SocketConnection:
         self.channels: dict[str, list] = {}
         self.channels_inverse: dict[Pid, tuple[str, Any]] = {}
         self.max_channels = handler.max_channels_per_transport
+        # Client mistakes by kind, counted after the first was logged (None: none yet).
+        self.mistakes: dict[str, int] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -283,6 +285,24 @@ class SocketConnection:
 
     def terminate(self, reason: Any) -> None:
         """The transport is going away; channels notice through their monitors."""
+        mistakes = self.mistakes
+        if mistakes and any(count > 1 for count in mistakes.values()):
+            log.warning(
+                "socket %s (%s) closed after repeating client mistakes: %s",
+                actors.self(),
+                self.handler.__name__,
+                ", ".join(f"{kind} x{count}" for kind, count in sorted(mistakes.items())),
+            )
+
+    def _mistake(self, kind: str, message: str, *args: Any) -> None:
+        """Log a client's mistake the first time this socket makes it; count the repeats."""
+        mistakes = self.mistakes
+        if mistakes is None:
+            mistakes = self.mistakes = {}
+        count = mistakes.get(kind, 0)
+        mistakes[kind] = count + 1
+        if not count:
+            log.warning(message, *args)
 
     # -- routing -----------------------------------------------------------------------
 
@@ -318,10 +338,11 @@ class SocketConnection:
         topic = message.topic
         route = self.handler.channel_for(topic)
         if route is None:
-            log.warning('Ignoring unmatched topic "%s" in %s', topic, self.handler.__name__)
+            self._mistake("unmatched topic", 'Ignoring unmatched topic "%s" in %s', topic, self.handler.__name__)
             return self._ignore(message)
         if len(self.channels) >= self.max_channels:
-            log.warning(
+            self._mistake(
+                "too many channels",
                 'Rejecting join for topic "%s" in %s: max_channels_per_transport (%s) reached',
                 topic,
                 self.handler.__name__,

@@ -3,6 +3,7 @@
     phx-serve                                  # the demo at http://127.0.0.1:4000
     phx-serve myapp.web:endpoint --port 8080   # your endpoint
     phx-serve --debug-shell unix:/tmp/phx.sock # ...with a debug shell (off by default)
+    phx-serve --pubsub redis://127.0.0.1:6379/0 --node-name web1   # one node of many
     phx-serve shell unix:/tmp/phx.sock         # attach to it
     phx-serve shell 127.0.0.1:5001 -c "procs(n=5)"
 
@@ -49,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["shell"]:
         return _shell(argv[1:])
+    if argv[:1] == ["client"]:
+        from .client._cli import main as client_main
+
+        return client_main(argv[1:])
     from gevent import monkey
 
     monkey.patch_all()
@@ -70,6 +75,18 @@ def _serve(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=4000, help="port (default 4000; 0 picks a free one)")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error (default info)")
     parser.add_argument("--debug-shell", metavar="ADDR", help="unix:PATH or 127.0.0.1:PORT (off by default)")
+    parser.add_argument("--certfile", metavar="PEM", help="serve HTTPS/wss with this certificate (and --keyfile)")
+    parser.add_argument("--keyfile", metavar="PEM", help="the certificate's private key")
+    parser.add_argument("--cacertfile", metavar="PEM", help="ask clients for a certificate signed by these CAs")
+    parser.add_argument(
+        "--trusted-proxy",
+        metavar="CIDR",
+        action="append",
+        default=[],
+        help="take the client's address from X-Forwarded-For/Forwarded when the peer is in CIDR (repeatable; none by default)",
+    )
+    parser.add_argument("--pubsub", metavar="URL", help="redis://HOST:PORT/DB: share topics with other nodes on that Redis")
+    parser.add_argument("--node-name", metavar="NAME", help="this node's name, unique among the nodes (default greenphx_<pid>@<host>)")
     args = parser.parse_args(argv)
 
     level = logging.getLevelName(args.log_level.upper())
@@ -87,7 +104,24 @@ def _serve(argv: list[str]) -> int:
         except ValueError as e:
             raise UsageError(str(e)) from None
 
-    children, endpoint = _load(args.target, {"host": args.host, "port": args.port})
+    server = {"host": args.host, "port": args.port}
+    for option in ("certfile", "keyfile", "cacertfile"):
+        path = getattr(args, option)
+        if path is not None:
+            if not os.path.isfile(path):
+                raise UsageError(f"--{option} {path}: no such file")
+            server[option] = path
+    if args.trusted_proxy:
+        from .http import trusted_networks
+
+        try:
+            trusted_networks(args.trusted_proxy)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        server["trusted_proxies"] = args.trusted_proxy
+    children, endpoint = _load(args.target, server)
+    if args.pubsub or args.node_name:
+        children = _configure_pubsub(children, args.pubsub, args.node_name)
     _ensure_secret_key_base(endpoint)
 
     import gevent
@@ -111,11 +145,6 @@ def _serve(argv: list[str]) -> int:
         from . import debug_shell
 
         shell = debug_shell.serve(args.debug_shell, root_pid=app.pid)  # logs its real address
-    # Printed last: when a supervisor of this process sees it, everything is up.
-    host, port = endpoint.bound[:2] if endpoint.bound else (args.host, args.port)
-    print(f"listening on http://{host}:{port}", flush=True)
-    log.info("%s running at http://%s:%s", endpoint.name, host, port)
-
     me = actors.self()
     signalled = []
 
@@ -127,6 +156,10 @@ def _serve(argv: list[str]) -> int:
 
     gevent.signal_handler(signal.SIGTERM, on_signal)
     gevent.signal_handler(signal.SIGINT, on_signal)
+    # Printed last, once signals drain the tree: whoever reads it (a supervisor, a test)
+    # may stop this process from then on. Phoenix's "Running ... at" line is already logged.
+    host, port = endpoint.bound[:2] if endpoint.bound else (args.host, args.port)
+    print(f"listening on {endpoint.scheme}://{host}:{port}", flush=True)
     # Wake on a signal, or when the tree gives up on its own (restart intensity exceeded).
     actors.receive(lambda m: m is _STOP or app.is_down(m))
     if shell is not None:
@@ -205,6 +238,44 @@ def _load(target: str | None, server: dict) -> tuple[list, Any]:
     raise UsageError(f"{target} is not an Endpoint (or a function returning an application's children); got {type(obj).__name__}")
 
 
+def _configure_pubsub(children: list, url: str | None, node_name: str | None) -> list:
+    """The children with every top-level PubSub on the Redis adapter (``--pubsub``) and/or
+    named ``node_name``; its name and pool_size are kept, its other adapter options not."""
+    from supervision import ChildSpec
+
+    from .pubsub import PubSub
+
+    opts: dict[str, Any] = {}
+    if node_name is not None:
+        opts["node_name"] = node_name
+    if url is not None:
+        if not url.startswith("redis://"):
+            raise UsageError(f"--pubsub must be a redis:// URL, got {url!r}")
+        try:
+            from .pubsub import RedisAdapter
+
+            RedisAdapter.child_spec(name="x", adapter_name="x.Adapter", pool_size=1, url=url, **opts)
+        except ImportError as e:
+            raise UsageError(str(e)) from None
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"--pubsub: {e}") from None
+        opts.update(adapter=RedisAdapter, url=url)
+    found = False
+    result = []
+    for child in children:
+        if isinstance(child, ChildSpec) and child.start[0] == PubSub._start_config:
+            config = child.start[1][0]
+            try:
+                child = PubSub.child_spec(name=config.name, pool_size=config.pool_size, **opts)
+            except (TypeError, ValueError) as e:
+                raise UsageError(str(e)) from None
+            found = True
+        result.append(child)
+    if not found:
+        raise UsageError("--pubsub/--node-name: the application's children include no PubSub")
+    return result
+
+
 def _endpoint_of(module: Any, children: list) -> Any:
     from supervision import ChildSpec
 
@@ -220,9 +291,13 @@ def _start_failure(reason: Any) -> str:
     # ('shutdown', ('failed_to_start_child', id, why)) down to the innermost why.
     while isinstance(reason, tuple) and len(reason) >= 2 and reason[0] in ("shutdown", "failed_to_start_child"):
         reason = reason[-1]
+    if isinstance(reason, tuple) and len(reason) == 2 and reason[0] == "node_name_in_use":
+        return str(reason[1])
     if isinstance(reason, tuple) and reason and reason[0] == "listen_failed":
         _tag, host, port, why = reason
         return f"cannot listen on {host}:{port}: {why}"
+    if isinstance(reason, tuple) and len(reason) == 2 and reason[0] == "bad_option":
+        return reason[1]
     return repr(reason)
 
 

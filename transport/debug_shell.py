@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import heapq
 import ipaddress
 import logging
 import os
@@ -82,7 +83,30 @@ __all__ = ["DebugShellServer", "Shell", "ShellError", "attach", "check_address",
 PROMPT = ">>> "
 CONTINUATION = "... "
 STATE_TIMEOUT = 0.5  # seconds a socket or a supervisor gets to answer get_state in a listing
-_YIELD_EVERY = 500  # processes looked at between two hub turns, so the server keeps serving
+# A listing gives the server's loop a full turn (timers and I/O, not only callbacks, which
+# is all gevent.sleep(0) runs) whenever it has worked this long: with 30,000 processes the
+# server kept serving with loop gaps of a few ms instead of freezing ~800 ms.
+_WORK_SLICE = 0.005
+_LOOP_TURN = 1e-6  # any positive sleep makes the hub run a loop iteration
+
+
+class _Pacer:
+    """Call :meth:`tick` once per item of a long listing; it yields to the loop in slices."""
+
+    __slots__ = ("_since", "_count")
+
+    def __init__(self) -> None:
+        self._since = time.perf_counter()
+        self._count = 0
+
+    def tick(self) -> None:
+        self._count += 1
+        if self._count & 63:
+            return
+        now = time.perf_counter()
+        if now - self._since >= _WORK_SLICE:
+            gevent.sleep(_LOOP_TURN)
+            self._since = time.perf_counter()
 
 
 class ShellError(Exception):
@@ -292,6 +316,7 @@ class Shell:
         "info",
         "state",
         "pubsubs",
+        "nodes",
         "topics",
         "subscribers",
         "sockets",
@@ -342,10 +367,10 @@ class Shell:
             raise ShellError(f"n must be an int >= 0 or None; got {n!r}")
         infos = _all_infos()
         key = _PROCS_SORTS[sort]
-        if key is not None:
-            infos.sort(key=key, reverse=True)
         total = len(infos)
-        if n is not None:
+        if key is not None:
+            infos = heapq.nlargest(total if n is None else n, infos, key=key)
+        elif n is not None:
             infos = infos[:n]
         rows = [
             {
@@ -483,7 +508,7 @@ class Shell:
         _require_alive(p)
         if not isinstance(_supervisor_state(p, self.state_timeout), (supervision.Supervisor, supervision.DynamicSupervisor)):
             raise ShellError(f"{p} is not a supervisor (tree needs the root supervisor's pid)")
-        node = self._node(p, "root", "supervisor")
+        node = self._node(p, "root", "supervisor", limit, _Pacer())
         _print_tree(node, "", "", limit, top=True)
         _emit(
             "restarts = restarts within the supervisor's intensity window (max_restarts in max_seconds); "
@@ -491,14 +516,17 @@ class Shell:
         )
         return node
 
-    def _node(self, pid: Any, child_id: Any, kind: str) -> dict[str, Any]:
+    def _node(self, pid: Any, child_id: Any, kind: str, limit: int, pacer: _Pacer, shown: bool = True) -> dict[str, Any]:
+        pacer.tick()
         node: dict[str, Any] = {"pid": pid, "id": child_id, "type": kind, "name": None, "label": None,
                                 "status": None, "queue": None, "supervisor": None, "strategy": None,
                                 "counts": None, "restarts": None, "children": []}
         if not isinstance(pid, Pid):
             node["status"] = "restarting" if pid == "restarting" else "not running"
             return node
-        info = actors.process_info(pid)
+        if not shown:
+            return node  # past the limit: listed, not looked into (a pool may hold 100k channels)
+        info = actors.process_info(pid, stack=False)
         if info is None:
             node["status"] = "dead"
             return node
@@ -521,7 +549,7 @@ class Shell:
         except actors.CallExit:
             node["children"] = None
             return node
-        node["children"] = [self._node(c.pid, c.id, c.type) for c in children]
+        node["children"] = [self._node(c.pid, c.id, c.type, limit, pacer, k < limit) for k, c in enumerate(children)]
         return node
 
     # -- PubSub ------------------------------------------------------------------------
@@ -541,12 +569,33 @@ class Shell:
         )
         return rows
 
+    def nodes(self, pubsub: str | None = None) -> dict[str, Any]:
+        """The other nodes this node hears (Redis adapter), its connections and counters."""
+        name = _resolve_pubsub(pubsub)
+        stats = _pubsub.statistics(name)
+        remote = stats.get("adapter_statistics")
+        if not remote:
+            _emit(f"PubSub {name}: adapter {stats['adapter']} has no other nodes (node {stats['node_name']})")
+            return {}
+        _emit(f"PubSub {name}, node {remote['node_name']} on {remote['url']} {remote['channel']}: "
+              f"subscriber {remote['subscriber']}, publisher {remote['publisher']}, name {remote['name_claim']}")
+        _print_table(
+            ["node", "status", "heartbeats", "seconds since last message"],
+            [[node, row["status"], row["heartbeats"], row["seconds_since_last_message"]] for node, row in remote["nodes"].items()],
+        )
+        counters = ("published", "publish_errors", "undelivered", "received", "ignored", "decode_errors",
+                    "unknown_dispatchers", "dispatch_errors", "reconnects")
+        _emit("  ".join(f"{key}={remote[key]}" for key in counters))
+        return remote
+
     def topics(self, pubsub: str | None = None, n: int | None = 50) -> dict[str, int]:
         """Topics with subscribers on this node and how many (pubsub=None: the only/first one)."""
         name = _resolve_pubsub(pubsub)
         counts: dict[str, int] = {}
         distinct: dict[str, int] = {}
+        pacer = _Pacer()
         for topic in _pubsub.topics(name):
+            pacer.tick()
             entries = _pubsub.subscribers(name, topic)
             counts[topic] = len(entries)
             distinct[topic] = len({pid for pid, _meta in entries})
@@ -564,8 +613,10 @@ class Shell:
         name = _resolve_pubsub(pubsub)
         entries = _pubsub.subscribers(name, topic)
         rows = []
+        pacer = _Pacer()
         for pid, meta in entries:
-            info = actors.process_info(pid)
+            pacer.tick()
+            info = actors.process_info(pid, stack=False)
             transport_pid = meta[1] if meta.__class__ is tuple and len(meta) == 4 and meta[0] == "fastlane" else None
             rows.append([pid, _name_or_label(info) if info else "(dead)", info["status"] if info else "dead",
                          info["message_queue_len"] if info else "-", transport_pid if transport_pid else "-"])
@@ -686,11 +737,12 @@ def _signature(fn: Any) -> str:
 
 
 def _all_infos() -> list[dict[str, Any]]:
+    """process_info of every live process, without stacks (the costly part), paced."""
     infos = []
-    for k, pid in enumerate(actors.processes()):
-        if k and k % _YIELD_EVERY == 0:
-            gevent.sleep(0)
-        info = actors.process_info(pid)
+    pacer = _Pacer()
+    for pid in actors.processes():
+        pacer.tick()
+        info = actors.process_info(pid, stack=False)
         if info is not None:
             infos.append(info)
     return infos
@@ -814,7 +866,7 @@ def _socket_row(pid: Pid, info: dict[str, Any], st: Any) -> dict[str, Any]:
         # Not answered: the channels monitor their transport, and are labelled by topic.
         channels = {}
         for watcher in info["monitored_by"]:
-            winfo = actors.process_info(watcher)
+            winfo = actors.process_info(watcher, stack=False)
             wl = winfo["label"] if winfo else None
             if wl.__class__ is tuple and len(wl) == 2 and wl[0] == "channel":
                 channels[wl[1]] = watcher

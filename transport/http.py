@@ -24,59 +24,105 @@ WebSocket options (the ``websocket`` entry of a mount; ``True`` means all defaul
     ``(key, value)`` pairs passed through.
 ``timeout=60_000``
     Milliseconds without a frame from the client before the socket closes (1000).
-``max_frame_size=None``
-    Largest message in bytes (None: no limit, as Phoenix); larger closes with 1009.
+``max_frame_size=8_388_608``
+    Largest message in bytes (8 MiB); larger closes with 1009 before its payload is read.
+    None removes the limit, as Phoenix has none (its processes are preempted; a greenlet is
+    not, so a limit is the safe default). A large message is read and unmasked in pieces,
+    letting other sockets run meanwhile.
 ``serializer=DEFAULT_SERIALIZERS``
     ``[(serializer, requirement)]``, picked by the client's ``vsn``; no match: HTTP 403.
 ``error_handler=None``
     ``fn(environ, reason) -> (status_line, headers, body)`` for ``connect`` returning
     ``('error', reason)`` (e.g. ``'429 Too Many Requests'``); without one, 403.
+``max_outbound_bytes=8_388_608``
+    Bytes of frames that may wait for one socket (a client that stops reading); None for
+    no bound, as Phoenix. Past it, ``outbound_policy`` applies.
+``outbound_policy="close"``
+    ``"close"``: the socket closes with 1013 (Try Again Later; phoenix.js reconnects) and
+    its transport exits ``('shutdown', 'slow_consumer')``, logged once; ``"drop_oldest"``:
+    the oldest waiting frames are dropped to make room, counted in the socket's
+    ``outbound`` statistics (``state(pid)`` in the debug shell).
 ``write_timeout=10_000``
     Milliseconds a frame write may take before the connection is dropped (a client that
     stops reading cannot block its socket's process for longer).
 ``path="/websocket"``
     The suffix under the mount path.
 
+LongPoll options (the ``longpoll`` entry of a mount; ``False`` by default, ``True`` means
+all defaults; needs ``Endpoint(secret_key_base=...)``; see docs/longpoll.md):
+
+``window_ms=10_000``
+    How long a poll waits for a message before answering 204; a POST waits as long for the
+    socket layer (then 408). A session ends after 1.5 x window_ms without a poll.
+``pubsub_timeout_ms=2_000``
+    How long a request waits for a session held by another endpoint instance (reached over
+    the PubSub) to answer; no answer: the session is treated as gone.
+``crypto={"max_age": 1_209_600}``
+    Seconds a session token stays valid (Phoenix.Token, salted with the PubSub's name).
+``check_origin=True``, ``connect_info=[]``, ``serializer=DEFAULT_SERIALIZERS``
+    As for the WebSocket; refused: ``{"status": 403}``.
+``max_buffer_messages=10_000``, ``max_buffer_bytes=8_000_000``
+    Bounds of a session's undelivered messages; past either, the next poll answers 500 and
+    the session closes (phoenix.js reconnects and rejoins).
+``max_body_size=8_000_000``
+    Largest POST body in bytes; larger: ``{"status": 413}``, the connection closes unread.
+``path="/longpoll"``
+    The suffix under the mount path.
+
 Requests that are not socket upgrades go to ``Endpoint(http_app=...)`` (any WSGI app), or
-get 404.
+get 404. Server options (``Endpoint.child_specs(server={...})``): ``host``, ``port``,
+``backlog=1024``, ``request_timeout=10_000`` (ms for a whole request head; a silent
+connection is dropped, a started one gets 408).
 """
 
 from __future__ import annotations
 
+import http.client as http_client
 import logging
 import signal
+from time import monotonic
 from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit
 
 import gevent
 import gevent.event
+from gevent import Timeout
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
 import actors
 from actors import GenServer
 from supervision import ChildSpec
 
+from ._memory import start_memory_reclaimer
 from ._socket import connect
-from ._transport import ConnectionLost, serve_stream
+from ._transport import OUTBOUND_POLICIES, ConnectionLost, serve_stream
 from .serializers import DEFAULT_SERIALIZERS, validate_serializers
+from .session import load_session, session_option
 from .websocket import WebSocketError, WebSocketHandler
+from .websocket._handshake import Refusal, check_request
 
 log = logging.getLogger("transport.http")
 
-__all__ = ["EndpointApp", "HttpServer", "main", "websocket_options"]
+__all__ = ["EndpointApp", "HttpServer", "longpoll_options", "main", "websocket_options"]
 
 WEBSOCKET_DEFAULTS: dict[str, Any] = {
     "check_origin": True,
     "connect_info": [],
     "timeout": 60_000,
-    "max_frame_size": None,
+    "max_frame_size": 8 * 1024 * 1024,
+    "max_outbound_bytes": 8 * 1024 * 1024,
+    "outbound_policy": "close",
     "serializer": None,
     "error_handler": None,
     "write_timeout": 10_000,
     "path": "/websocket",
 }
 
-_CONNECT_INFO_KEYS = ("peer_data", "x_headers", "uri", "user_agent", "trace_context_headers")
+#: Milliseconds a client has to send a whole request head (and a keep-alive connection to
+#: start its next request); the server option ``request_timeout``.
+DEFAULT_REQUEST_TIMEOUT_MS = 10_000
+
+_CONNECT_INFO_KEYS = ("peer_data", "x_headers", "uri", "user_agent", "trace_context_headers", "sec_websocket_headers")
 
 
 def websocket_options(value: Any) -> dict[str, Any] | None:
@@ -92,9 +138,7 @@ def websocket_options(value: Any) -> dict[str, Any] | None:
             raise TypeError(f"unknown websocket option(s) {sorted(unknown)}; known: {sorted(WEBSOCKET_DEFAULTS)}")
         opts.update(value)
     opts["serializer"] = validate_serializers(opts["serializer"] or DEFAULT_SERIALIZERS)
-    for item in opts["connect_info"]:
-        if not (item in _CONNECT_INFO_KEYS or (isinstance(item, tuple) and len(item) == 2)):
-            raise ValueError(f"connect_info entries are {_CONNECT_INFO_KEYS} or (key, value); got {item!r}")
+    opts["connect_info"] = connect_info_option(opts["connect_info"])
     check = opts["check_origin"]
     if isinstance(check, list):
         opts["check_origin"] = [_parse_allowed_origin(o) for o in check]
@@ -105,9 +149,44 @@ def websocket_options(value: Any) -> dict[str, Any] | None:
     for key in ("timeout", "write_timeout"):
         if isinstance(opts[key], bool) or not isinstance(opts[key], (int, float)) or opts[key] <= 0:
             raise ValueError(f"{key} must be a positive number of milliseconds; got {opts[key]!r}")
-    if opts["max_frame_size"] is not None and (not isinstance(opts["max_frame_size"], int) or opts["max_frame_size"] <= 0):
-        raise ValueError(f"max_frame_size must be a positive int or None; got {opts['max_frame_size']!r}")
+    for key in ("max_frame_size", "max_outbound_bytes"):
+        if opts[key] is not None and (isinstance(opts[key], bool) or not isinstance(opts[key], int) or opts[key] <= 0):
+            raise ValueError(f"{key} must be a positive int or None; got {opts[key]!r}")
+    if opts["outbound_policy"] not in OUTBOUND_POLICIES:
+        raise ValueError(f"outbound_policy must be one of {OUTBOUND_POLICIES}; got {opts['outbound_policy']!r}")
     return opts
+
+
+def longpoll_options(value: Any) -> dict[str, Any] | None:
+    """Validate a mount's ``longpoll`` option: the full options dict, or None when off."""
+    from .longpoll import longpoll_options as validate
+
+    def common(opts: dict) -> None:
+        opts["serializer"] = validate_serializers(opts["serializer"] or DEFAULT_SERIALIZERS)
+        opts["connect_info"] = connect_info_option(opts["connect_info"])
+        check = opts["check_origin"]
+        if isinstance(check, list):
+            opts["check_origin"] = [_parse_allowed_origin(o) for o in check]
+        elif not (check is True or check is False or callable(check)):
+            raise TypeError(f"check_origin must be True, False, a list of origins or a callable; got {check!r}")
+
+    return validate(value, common)
+
+
+def connect_info_option(entries: Any) -> list:
+    """Validate a mount's ``connect_info`` list (shared by the WebSocket and LongPoll
+    transports); a ``("session", ...)`` entry is normalised by :func:`session_option`."""
+    if not isinstance(entries, (list, tuple)):
+        raise TypeError(f"connect_info must be a list, got {entries!r}")
+    checked: list = []
+    for item in entries:
+        if isinstance(item, tuple) and len(item) == 2 and item[0] == "session":
+            checked.append(("session", session_option(item[1])))
+        elif item in _CONNECT_INFO_KEYS or (isinstance(item, tuple) and len(item) == 2):
+            checked.append(item)
+        else:
+            raise ValueError(f"connect_info entries are {_CONNECT_INFO_KEYS}, ('session', ...) or (key, value); got {item!r}")
+    return checked
 
 
 def _parse_allowed_origin(origin: str) -> tuple[str | None, str, int | None]:
@@ -161,12 +240,18 @@ class EndpointApp:
         self.endpoint = endpoint
         self.http_app = http_app if http_app is not None else getattr(endpoint, "http_app", None)
         self.websocket_routes: dict[str, _Mount] = {}
+        self.longpoll_routes: dict[str, Any] = {}
         for path, handler, opts in endpoint.sockets:
             unknown = set(opts) - {"websocket", "longpoll", "drainer", "partitions"}
             if unknown:
                 raise TypeError(f"unknown socket mount option(s) {sorted(unknown)} for {path!r}")
-            if opts.get("longpoll"):
-                raise NotImplementedError("the LongPoll transport is not available yet; mount with longpoll=False")
+            lp = longpoll_options(opts.get("longpoll", False))
+            if lp is not None:
+                from .longpoll import LongPollHandler
+
+                self.longpoll_routes[path.rstrip("/") + lp["path"]] = LongPollHandler(
+                    endpoint, handler, lp, self._origin_refused, lambda environ, keys: _connect_info(environ, keys, self.endpoint)
+                )
             ws = websocket_options(opts.get("websocket", True))
             if ws is not None:
                 self.websocket_routes[path.rstrip("/") + ws["path"]] = _Mount(path, handler, ws)
@@ -177,6 +262,9 @@ class EndpointApp:
             status, headers, body = refusal
             start_response(status, headers)
             return [body]
+        longpoll = self.longpoll_routes.get(environ.get("PATH_INFO", ""))
+        if longpoll is not None:
+            return longpoll(environ, start_response)
         if environ.get("PATH_INFO", "") in self.websocket_routes:
             start_response("400 Bad Request", [("Content-Type", "text/plain")])
             return [b"WebSocket upgrade required"]
@@ -192,14 +280,7 @@ class EndpointApp:
         if mount is None:
             return None
         opts = mount.options
-        origin = environ.get("HTTP_ORIGIN")
-        if origin is not None and not _origin_allowed(origin, opts["check_origin"], self._host(environ)):
-            log.error(
-                "Could not check origin for Phoenix.Socket transport.\n\nOrigin of the request: %s\n\n"
-                "This happens when you are attempting a socket connection to a different host than the one "
-                "configured in your endpoint, or the origin is not listed in check_origin.",
-                origin,
-            )
+        if self._origin_refused(environ, opts):
             return ("refuse", "403 Forbidden", [("Content-Type", "text/plain")], b"Forbidden")
         params = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
         result = connect(
@@ -207,7 +288,7 @@ class EndpointApp:
             endpoint=self.endpoint,
             transport="websocket",
             params=params,
-            connect_info=_connect_info(environ, opts["connect_info"]),
+            connect_info=_connect_info(environ, opts["connect_info"], self.endpoint),
             serializers=opts["serializer"],
         )
         if isinstance(result, tuple) and result[0] == "ok":
@@ -216,6 +297,19 @@ class EndpointApp:
             status, headers, body = opts["error_handler"](environ, result[1])
             return ("refuse", status, list(headers), body if isinstance(body, bytes) else str(body).encode())
         return ("refuse", "403 Forbidden", [("Content-Type", "text/plain")], b"Forbidden")
+
+    def _origin_refused(self, environ: dict, opts: dict) -> bool:
+        """True (and logged, as Phoenix logs it) when the request's Origin is not allowed."""
+        origin = environ.get("HTTP_ORIGIN")
+        if origin is None or _origin_allowed(origin, opts["check_origin"], self._host(environ)):
+            return False
+        log.error(
+            "Could not check origin for Phoenix.Socket transport.\n\nOrigin of the request: %s\n\n"
+            "This happens when you are attempting a socket connection to a different host than the one "
+            "configured in your endpoint, or the origin is not listed in check_origin.",
+            origin,
+        )
+        return True
 
     def _host(self, environ: dict) -> str | None:
         url = getattr(self.endpoint, "url", None) or {}
@@ -227,32 +321,26 @@ class EndpointApp:
         return urlsplit("//" + host).hostname
 
 
-def _connect_info(environ: dict, keys: list) -> dict[str, Any]:
+def _connect_info(environ: dict, keys: list, endpoint: Any) -> dict[str, Any]:
+    """What ``connect`` gets as ``connect_info`` for this request (Phoenix's
+    ``Phoenix.Socket.Transport.connect_info/3``); ``keys`` went through
+    :func:`connect_info_option`."""
     info: dict[str, Any] = {}
     for key in keys:
         if isinstance(key, tuple):
-            info[key[0]] = key[1]
+            info[key[0]] = load_session(key[1], environ, endpoint) if key[0] == "session" else key[1]
         elif key == "peer_data":
             info["peer_data"] = {
                 "address": environ.get("REMOTE_ADDR"),
                 "port": int(environ.get("REMOTE_PORT") or 0),
-                "ssl_cert": None,
+                "ssl_cert": environ.get("greenphx.peer_cert"),
             }
         elif key == "x_headers":
-            info["x_headers"] = [
-                (k[5:].lower().replace("_", "-"), v) for k, v in environ.items() if k.startswith("HTTP_X_")
-            ]
+            info["x_headers"] = _headers_with_prefix(environ, "HTTP_X_")
+        elif key == "sec_websocket_headers":
+            info["sec_websocket_headers"] = _headers_with_prefix(environ, "HTTP_SEC_WEBSOCKET_")
         elif key == "uri":
-            host_header = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
-            host = urlsplit("//" + host_header)
-            scheme = environ.get("wsgi.url_scheme", "http")
-            info["uri"] = {
-                "scheme": scheme,
-                "host": host.hostname,
-                "port": host.port or (443 if scheme == "https" else 80),
-                "path": environ.get("PATH_INFO", ""),
-                "query": environ.get("QUERY_STRING", ""),
-            }
+            info["uri"] = _uri(environ)
         elif key == "user_agent":
             info["user_agent"] = environ.get("HTTP_USER_AGENT")
         elif key == "trace_context_headers":
@@ -260,6 +348,34 @@ def _connect_info(environ: dict, keys: list) -> dict[str, Any]:
                 (name, environ[f"HTTP_{name.upper()}"]) for name in ("traceparent", "tracestate") if f"HTTP_{name.upper()}" in environ
             ]
     return info
+
+
+def _headers_with_prefix(environ: dict, prefix: str) -> list[tuple[str, str]]:
+    return [(k[5:].lower().replace("_", "-"), v) for k, v in environ.items() if k.startswith(prefix)]
+
+
+def _uri(environ: dict) -> dict[str, Any]:
+    # The fields of Elixir's %URI{} as Phoenix fills them from the conn: authority is the
+    # host alone, fragment and userinfo never reach a server.
+    host_header = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    host = urlsplit("//" + host_header)
+    scheme = environ.get("wsgi.url_scheme", "http")
+    try:
+        port = host.port
+    except ValueError:
+        port = None
+    if port is None:  # as Cowboy: the Host header's port, else the scheme's default
+        port = 443 if scheme == "https" else 80
+    return {
+        "scheme": scheme,
+        "host": host.hostname,
+        "port": port,
+        "path": environ.get("PATH_INFO", ""),
+        "query": environ.get("QUERY_STRING", ""),
+        "fragment": None,
+        "userinfo": None,
+        "authority": host.hostname,
+    }
 
 
 class _WebSocketIO:
@@ -306,11 +422,23 @@ class _WebSocketIO:
         except WebSocketError:
             pass
 
+    def abort(self, reason: str) -> None:
+        """Drop the connection now (a write blocked on it fails at once)."""
+        self.ws.abort(reason)
+
 
 def run_websocket(ws: Any, mount: _Mount, connection: Any, peer: str | None = None, path: str | None = None) -> None:
     """Run one upgraded connection: this greenlet becomes its transport process, reading
     frames and writing pushes itself, then completes the closing handshake."""
-    serve_stream(connection, _WebSocketIO(ws, peer, path), ws, mount.options["timeout"] / 1000.0)
+    opts = mount.options
+    serve_stream(
+        connection,
+        _WebSocketIO(ws, peer, path),
+        ws,
+        opts["timeout"] / 1000.0,
+        opts["max_outbound_bytes"],
+        opts["outbound_policy"],
+    )
     ws.wait_closed()  # the closing handshake, before pywsgi drops the TCP socket
 
 
@@ -319,9 +447,22 @@ class PhoenixHandler(WebSocketHandler):
 
     def run_application(self) -> Any:
         app = self.application
-        wants_upgrade = self.environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+        apply_forwarded(self.environ, getattr(self.server, "trusted_proxies", ()))
+        getpeercert = getattr(self.socket, "getpeercert", None)
+        if getpeercert is not None:
+            self.environ["greenphx.peer_cert"] = getpeercert(binary_form=True)
+        # The handshake is judged before any user code runs: a request that is no upgrade
+        # (a POST, a stripped Connection header) reaches the app, which answers 400 on a
+        # socket path, and a broken one (bad version or key) gets its 4xx from
+        # upgrade_websocket; only a valid handshake gets the origin check and connect.
+        verdict = check_request(self.environ, self.request_version, self.SUPPORTED_VERSIONS)
+        wants_upgrade = verdict is not None and verdict.__class__ is not Refusal
         decision = app.websocket_decision(self.environ) if wants_upgrade and isinstance(app, EndpointApp) else None
         if decision is None:
+            if wants_upgrade and isinstance(app, EndpointApp):
+                # A handshake for a path with no WebSocket mount: plain HTTP (404, or the
+                # endpoint's http_app), never a 101 that nothing will serve.
+                return WSGIHandler.run_application(self)
             return super().run_application()
         if decision[0] == "refuse":
             # Plain HTTP, past every WebSocket handler in the MRO: no upgrade may happen.
@@ -350,10 +491,196 @@ class PhoenixHandler(WebSocketHandler):
             self.websocket = None
         return None
 
+    # -- the request head: bounded in time, malformed ones answered in one line ---------
+
+    def handle_one_request(self) -> Any:
+        # One deadline for the whole request head (Cowboy's request_timeout, Bandit's
+        # read_timeout): a client that sends nothing, or trickles its head a byte at a time,
+        # is dropped instead of holding a file descriptor and a greenlet forever. It also
+        # bounds how long a keep-alive connection may wait for its next request.
+        seconds = getattr(self.server, "request_timeout", DEFAULT_REQUEST_TIMEOUT_MS) / 1000.0
+        timer = Timeout(seconds)  # a BaseException: pywsgi's "except Exception" lets it through
+        self._head_timer = timer
+        self._head_state = "line"
+        timer.start()
+        try:
+            return super().handle_one_request()
+        except Timeout as e:
+            if e is not timer:
+                raise
+            self.close_connection = True
+            if self._head_state == "headers":
+                _client_errors.log("request_timeout", "request head from %s not complete within %.0f s: 408", self.client_address, seconds)
+                return ("408", _REQUEST_TIMEOUT_RESPONSE)
+            return None  # nothing (or only a partial request line) came: just close, as Cowboy
+        finally:
+            timer.close()
+
+    def read_request(self, raw_requestline: str) -> Any:
+        self._head_state = "headers"
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            self._head_timer.close()  # the head is in: the application's time is its own
+
+    def _handle_client_error(self, ex: BaseException) -> Any:
+        # pywsgi prints a traceback to stderr for anything but a ValueError, whatever the log
+        # level: one rate-limited line instead.
+        self._head_timer.close()
+        if isinstance(ex, http_client.HTTPException) and "headers" in str(ex):
+            _client_errors.log("too_many_headers", "request from %s: %s: 431", self.client_address, ex)
+            return ("431", _TOO_MANY_HEADERS_RESPONSE)
+        _client_errors.log("bad_request", "invalid request from %s: %s: 400", self.client_address, str(ex) or type(ex).__name__)
+        return ("400", _BAD_REQUEST_RESPONSE)
+
     def log_request(self) -> None:
         """Access lines at DEBUG on transport.http (gevent-websocket logs them at INFO)."""
         if log.isEnabledFor(logging.DEBUG):
             log.debug(self.format_request())
+
+
+def _canned(status: str, body: bytes) -> bytes:
+    return (
+        f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+_BAD_REQUEST_RESPONSE = _canned("400 Bad Request", b"Bad Request")
+_REQUEST_TIMEOUT_RESPONSE = _canned("408 Request Timeout", b"Request Timeout")
+_TOO_MANY_HEADERS_RESPONSE = _canned("431 Request Header Fields Too Large", b"Request Header Fields Too Large")
+
+
+SERVER_OPTIONS = frozenset(
+    {"host", "port", "backlog", "request_timeout", "certfile", "keyfile", "cacertfile", "verify_peer", "trusted_proxies"}
+)
+
+
+def tls_context(opts: dict) -> dict[str, Any]:
+    """The WSGIServer keyword for TLS from server options, or {} for plain HTTP.
+
+    ``certfile`` and ``keyfile`` (PEM) turn TLS on, as Phoenix's ``https:`` config;
+    ``cacertfile`` asks clients for a certificate signed by those CAs (it reaches
+    ``connect_info["peer_data"]["ssl_cert"]`` as DER bytes) and ``verify_peer=True`` refuses
+    clients without one.
+    """
+    certfile = opts.get("certfile")
+    if certfile is None:
+        if opts.get("keyfile") or opts.get("cacertfile"):
+            raise ValueError("keyfile and cacertfile need a certfile")
+        return {}
+    import ssl
+
+    from gevent import ssl as gevent_ssl  # cooperative sockets whether or not ssl is patched
+
+    context = gevent_ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certfile, opts.get("keyfile"))
+    if opts.get("cacertfile"):
+        context.load_verify_locations(opts["cacertfile"])
+        context.verify_mode = ssl.CERT_REQUIRED if opts.get("verify_peer") else ssl.CERT_OPTIONAL
+    elif opts.get("verify_peer"):
+        raise ValueError("verify_peer needs a cacertfile")
+    return {"ssl_context": context}
+
+
+def trusted_networks(entries: Any) -> tuple:
+    """Parse ``trusted_proxies`` (addresses or CIDR blocks) into networks."""
+    import ipaddress
+
+    if isinstance(entries, str):
+        entries = [entries]
+    try:
+        return tuple(ipaddress.ip_network(e, strict=False) for e in entries)
+    except ValueError as e:
+        raise ValueError(f"trusted_proxies: {e}") from None
+
+
+def _trusted(address: str | None, networks: tuple) -> bool:
+    if not networks or not address:
+        return False
+    import ipaddress
+
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def apply_forwarded(environ: dict, networks: tuple) -> None:
+    """Behind trusted proxies: the client's address, scheme and host from ``Forwarded`` (RFC
+    7239) or ``X-Forwarded-For``/``-Proto``/``-Host``, as Plug.RewriteOn does; every later
+    reader (connect_info, logs, the shell, check_origin) sees the client, not the proxy.
+
+    The chain is read from the right, skipping trusted hops, so a client cannot forge its
+    address by sending the header itself. Untrusted peers' headers are ignored.
+    """
+    if not _trusted(environ.get("REMOTE_ADDR"), networks):
+        return
+    hops: list[dict[str, str]] = []
+    forwarded = environ.get("HTTP_FORWARDED")
+    if forwarded:
+        for element in forwarded.split(","):
+            pairs = {}
+            for pair in element.split(";"):
+                key, _, value = pair.strip().partition("=")
+                pairs[key.lower()] = value.strip().strip('"')
+            hops.append(pairs)
+    elif environ.get("HTTP_X_FORWARDED_FOR"):
+        hops = [{"for": part.strip()} for part in environ["HTTP_X_FORWARDED_FOR"].split(",")]
+        last = hops[-1]
+        if environ.get("HTTP_X_FORWARDED_PROTO"):
+            last["proto"] = environ["HTTP_X_FORWARDED_PROTO"].split(",")[-1].strip()
+        if environ.get("HTTP_X_FORWARDED_HOST"):
+            last["host"] = environ["HTTP_X_FORWARDED_HOST"].split(",")[-1].strip()
+    client = None
+    for hop in reversed(hops):
+        address = hop.get("for", "")
+        if address.startswith("["):  # [v6]:port
+            address = address[1 : address.find("]")]
+        elif address.count(":") == 1:  # v4:port
+            address = address.split(":")[0]
+        client = (address, hop)
+        if not _trusted(address, networks):
+            break
+    if client is None:
+        return
+    address, hop = client
+    environ["REMOTE_ADDR"] = address
+    environ["REMOTE_PORT"] = "0"  # the client's port is the proxy's secret
+    if hop.get("proto") in ("http", "https"):
+        environ["wsgi.url_scheme"] = hop["proto"]
+    if hop.get("host"):
+        environ["HTTP_HOST"] = hop["host"]
+
+
+class RateLimitedLog:
+    """At most one line per kind every ``interval`` seconds; the next line says how many
+    were left out. For what clients can cause at will (malformed requests)."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+        self.logger = logger
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def log(self, kind: str, message: str, *args: Any) -> bool:
+        """Log ``message`` (a warning) unless this kind was logged within the interval."""
+        now = monotonic()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.interval:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return False
+        self._last[kind] = now
+        left_out = self._suppressed.pop(kind, 0)
+        if left_out:
+            message += f" ({left_out} more like it in the last {self.interval:.0f} s not logged)"
+        self.logger.warning(message, *args)
+        return True
+
+
+_client_errors = RateLimitedLog(log)
 
 
 class _QuietLog:
@@ -361,6 +688,24 @@ class _QuietLog:
 
     def write(self, line: str) -> None:
         log.debug(line.rstrip())
+
+
+class _Server(WSGIServer):
+    """pywsgi's server, with failed TLS handshakes (a plain HTTP client on the TLS port, a
+    scanner, a client refusing our certificate) closed quietly: one rate-limited line
+    instead of a traceback from the greenlet."""
+
+    def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> Any:
+        try:
+            ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
+        except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
+            _client_errors.log("tls_handshake", "TLS handshake with %s failed: %s", address, e)
+            client_socket.close()
+            return None
+        try:
+            return self.handle(ssl_socket, address)
+        finally:
+            ssl_socket.close()
 
 
 class HttpServer(GenServer):
@@ -374,25 +719,37 @@ class HttpServer(GenServer):
     def init(self, arg: Any) -> Any:
         endpoint, opts = arg
         actors.trap_exit(True)
+        unknown = set(opts) - SERVER_OPTIONS
+        if unknown:
+            return ("stop", ("bad_option", f"unknown server option(s) {sorted(unknown)}; known: {sorted(SERVER_OPTIONS)}"))
         app = EndpointApp(endpoint)
         host = opts.get("host", "127.0.0.1")
         port = opts.get("port", 4000)
         try:
+            ssl_args = tls_context(opts)
+            proxies = trusted_networks(opts.get("trusted_proxies") or ())
+        except (OSError, ValueError) as e:
+            return ("stop", ("bad_option", str(e)))
+        try:
             # Ranch's (Cowboy's acceptor) default backlog: 128 dropped SYNs in connect bursts,
             # each costing the client a 1 s retransmit.
-            server = WSGIServer(
+            server = _Server(
                 (host, port),
                 app,
                 handler_class=PhoenixHandler,
                 log=_QuietLog(),
                 error_log=_QuietLog(),
                 backlog=opts.get("backlog", 1024),
+                **ssl_args,
             )
+            server.request_timeout = opts.get("request_timeout", DEFAULT_REQUEST_TIMEOUT_MS)
+            server.trusted_proxies = proxies
             server.start()
         except OSError as e:
             return ("stop", ("listen_failed", host, port, str(e)))
         endpoint.bound = server.address
-        log.info("Running %s at http://%s:%s", endpoint.name, server.address[0], server.address[1])
+        endpoint.scheme = "https" if ssl_args else "http"
+        log.info("Running %s at %s://%s:%s", endpoint.name, endpoint.scheme, server.address[0], server.address[1])
         return ("ok", server)
 
     def terminate(self, reason: Any, server: Any) -> None:
@@ -415,8 +772,12 @@ def tune_gc() -> None:
     gc.set_threshold(*SERVER_GC_THRESHOLD)
 
 
-def main(endpoint: Any, children: list, argv: list[str] | None = None) -> int:
-    """Serve ``endpoint`` with ``children`` until SIGTERM/SIGINT; prints ``listening on URL``."""
+def main(endpoint: Any, children: list, argv: list[str] | None = None, *, announce: tuple = ()) -> int:
+    """Serve ``endpoint`` with ``children`` until SIGTERM/SIGINT; prints ``listening on URL``.
+
+    ``announce``: other endpoints whose listeners ``children`` already hold; each gets a
+    ``listening on URL (name)`` line after the first one.
+    """
     import argparse
 
     from supervision import Application
@@ -430,11 +791,14 @@ def main(endpoint: Any, children: list, argv: list[str] | None = None) -> int:
     app = Application(with_server(children, endpoint, {"host": args.host, "port": args.port}))
     app.start()
     tune_gc()
-    host, port = endpoint.bound[:2]
-    print(f"listening on http://{host}:{port}", flush=True)
+    start_memory_reclaimer()
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
+    host, port = endpoint.bound[:2]  # announced once a signal would drain the tree
+    print(f"listening on {endpoint.scheme}://{host}:{port}", flush=True)
+    for other in announce:
+        print(f"listening on {other.scheme}://{other.bound[0]}:{other.bound[1]} ({other.name})", flush=True)
     stop.wait()
     app.stop()
     return 0

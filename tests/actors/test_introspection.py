@@ -14,6 +14,7 @@ INFO_KEYS = {
     "registered_name",
     "status",
     "message_queue_len",
+    "message_queue_high_water",
     "links",
     "monitors",
     "monitored_by",
@@ -84,6 +85,16 @@ def test_process_info_has_the_documented_keys():
     assert set(info) == INFO_KEYS
     assert info["pid"] == pid
     assert set(actors.process_info(pid, messages=True)) == INFO_KEYS | {"messages"}
+    assert set(actors.process_info(pid, stack=False)) == INFO_KEYS - {"current_stacktrace"}
+
+
+def test_the_queue_high_water_mark_remembers_the_longest_queue():
+    pid = actors.spawn(_block)
+    assert actors.process_info(pid)["message_queue_high_water"] == 0
+    for i in range(5):
+        actors.send(pid, i)
+    info = actors.process_info(pid)
+    assert info["message_queue_len"] == 5 and info["message_queue_high_water"] == 5
 
 
 def test_process_info_of_dead_pid_is_none():

@@ -17,7 +17,7 @@ STOP_TIMEOUT = 15.0
 
 
 class ServerProcess:
-    """A server in a subprocess that prints ``listening on http://HOST:PORT`` when ready:
+    """A server in a subprocess that prints ``listening on http(s)://HOST:PORT`` when ready:
     its address, its stderr (with bounded waits for log lines), and how to stop it."""
 
     def __init__(self, cmd: list[str], *, cwd: Path = ROOT, name: str = "the server", env: dict | None = None) -> None:
@@ -53,12 +53,13 @@ class ServerProcess:
             if line is None:
                 self.stop()
                 raise RuntimeError(f"{self.name} exited before listening ({self.proc.returncode}):\n{self.stderr}")
-            found = re.fullmatch(r"listening on http://([^:]+):(\d+)", line.strip())
+            found = re.fullmatch(r"listening on (https?)://([^:]+):(\d+)", line.strip())
             if found:
-                self.host, self.port = found.group(1), int(found.group(2))
+                self.scheme, self.host, self.port = found.group(1), found.group(2), int(found.group(3))
                 break
-        self.http = f"http://{self.host}:{self.port}"
-        self.ws = f"ws://{self.host}:{self.port}"
+        secure = "s" if self.scheme == "https" else ""
+        self.http = f"http{secure}://{self.host}:{self.port}"
+        self.ws = f"ws{secure}://{self.host}:{self.port}"
 
     def _pump_stdout(self) -> None:
         for line in self.proc.stdout:

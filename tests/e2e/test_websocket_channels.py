@@ -8,6 +8,7 @@ stderr (it runs with ``--log-level debug``). Every wait is a bounded receive.
 
 from __future__ import annotations
 
+import http.client
 import itertools
 import re
 import signal
@@ -139,6 +140,9 @@ def test_uri_reaches_connect_info(connect, server, vsn):
         "port": server.port,
         "path": "/ws/connect_info/websocket",
         "query": f"vsn={vsn}",
+        "fragment": None,
+        "userinfo": None,
+        "authority": "127.0.0.1",
     }
 
 
@@ -151,12 +155,48 @@ def test_custom_keywords_reach_connect_info(connect):
     c = connect("/ws/connect_info_custom")
     info = joined_connect_info(c)
     assert info["signing_salt"] == "salt"
-    assert set(info) == {"x_headers", "peer_data", "uri", "user_agent", "signing_salt"}
+    assert set(info) == {"x_headers", "peer_data", "uri", "user_agent", "session", "signing_salt"}
 
 
 def test_connect_info_has_only_what_the_mount_asks_for(connect):
     c = connect("/ws/connect_info")
-    assert set(joined_connect_info(c)) == {"x_headers", "peer_data", "uri", "user_agent"}
+    assert set(joined_connect_info(c)) == {"x_headers", "peer_data", "uri", "user_agent", "session"}
+
+
+def _session_cookie_and_csrf_token(server) -> tuple[str, str]:
+    """GET / as a page would: the session cookie it sets and the CSRF token it renders."""
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        token = resp.read().decode()
+        cookie = resp.getheader("Set-Cookie")
+    finally:
+        conn.close()
+    assert resp.status == 200 and cookie is not None
+    return cookie.split(";", 1)[0], token
+
+
+def test_transport_session_is_extracted_to_connect_info(connect, server):
+    cookie, token = _session_cookie_and_csrf_token(server)
+    assert cookie.startswith("_hello_key=SFMyNTY.")
+
+    # With the cookie and the page's CSRF token: the session.
+    c = connect("/ws/connect_info", headers={"cookie": cookie}, _csrf_token=token)
+    session = joined_connect_info(c)["session"]
+    assert session["from_session"] == "123" and len(session["_csrf_token"]) == 24
+
+    # Without the cookie, with a forged token, with a token of another session, with none.
+    _, other_token = _session_cookie_and_csrf_token(server)
+    for headers, params in (
+        (None, {"_csrf_token": token}),
+        ({"cookie": cookie}, {"_csrf_token": "bad"}),
+        ({"cookie": cookie}, {"_csrf_token": other_token}),
+        ({"cookie": cookie}, {}),
+        ({"cookie": cookie[:-3] + "abc"}, {"_csrf_token": token}),
+    ):
+        c = connect("/ws/connect_info", headers=headers, **params)
+        assert joined_connect_info(c)["session"] is None, (headers, params)
 
 
 # -- logs (the server's stderr) ----------------------------------------------------------------
@@ -406,19 +446,39 @@ def test_sigterm_drains_sockets_and_exits_0(fresh_integration_app):
         assert c.reply_to(c.join(topic)).payload == ok()
         mark = app.log_mark()
         app.proc.send_signal(signal.SIGTERM)
-        # Heartbeats keep the 200 ms idle timeout away until the drain closes the socket.
-        deadline = time.monotonic() + 5.0
-        while True:
-            assert time.monotonic() < deadline, "the socket was not drained"
-            try:
-                ref = c.heartbeat()
-                c.reply_to(ref, timeout=0.05)
-            except (Closed, ConnectionClosed):
-                break
-            except AssertionError:
-                continue
-        assert c.wait_closed() == 1012  # drained: "service restart"
+        assert _heartbeat_until_closed(c) == 1012  # drained: "service restart"
         assert app.stop() == 0
-        app.wait_log(r"Shutting down 1 sockets", mark)
+        app.wait_log(r"Shutting down 1 sockets \(1 channels\)", mark)
     finally:
         c.close()
+
+
+def _heartbeat_until_closed(c: PhxClient, timeout: float = 5.0) -> int | None:
+    """Keep ``c`` inside the mounts' 200 ms idle timeout until the server closes it; the code."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert time.monotonic() < deadline, "the socket was not closed"
+        try:
+            c.reply_to(c.heartbeat(), timeout=0.05)
+        except (Closed, ConnectionClosed):
+            return c.wait_closed()
+        except AssertionError:
+            continue
+
+
+def test_sigterm_closes_sockets_without_channels_with_1012_too(fresh_integration_app):
+    app = fresh_integration_app
+    idle = [PhxClient(f"{app.ws}/ws/websocket", "2.0.0") for _ in range(3)]
+    joined = PhxClient(f"{app.ws}/ws/websocket", "2.0.0")
+    try:
+        assert joined.reply_to(joined.join(lobby())).payload == ok()
+        for c in idle:  # a round trip: the connection is up before the signal
+            assert c.reply_to(c.heartbeat()).payload == ok()
+        mark = app.log_mark()
+        app.proc.send_signal(signal.SIGTERM)
+        assert [_heartbeat_until_closed(c) for c in (*idle, joined)] == [1012] * 4
+        assert app.stop() == 0
+        app.wait_log(r"Shutting down 4 sockets \(1 channels\)", mark)
+    finally:
+        for c in (*idle, joined):
+            c.close()

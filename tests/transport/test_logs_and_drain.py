@@ -115,3 +115,20 @@ def test_drainer_can_be_turned_off_and_bad_options_are_rejected():
         Endpoint("Drain.Bad2", pubsub_server="x", sockets=[("/s", S, {"drainer": {"batch_size": 0}})]).child_specs()
 
 
+
+
+def test_a_client_repeating_a_mistake_is_logged_once_then_counted(endpoint, caplog):
+    with caplog.at_level(logging.WARNING, logger="transport"):
+        c = SocketClient(endpoint, UserSocket, params={"vsn": "2.0.0"})
+        for i in range(50):
+            c.send_json([str(i), str(i), f"nowhere:{i}", "phx_join", {}])
+            assert c.receive_json()[4] == {"status": "error", "response": {"reason": "unmatched topic"}}
+        pid = c.pid
+        ref = actors.monitor(pid)
+        c.close()
+        actors.receive(lambda m: isinstance(m, tuple) and m[:2] == ("DOWN", ref), timeout=2)
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("Ignoring unmatched topic" in line for line in lines) == 1
+    assert [line for line in lines if "repeating client mistakes" in line] == [
+        f"socket {pid} (UserSocket) closed after repeating client mistakes: unmatched topic x50"
+    ]

@@ -19,7 +19,7 @@ Options, all given to ``PubSub.child_spec`` (or ``PubSub.start_link``), with def
     A subscriber's partition is ``hash(pid) % pool_size``.
 ``adapter=LocalAdapter``
     How broadcasts reach other nodes; see :class:`Adapter`. :class:`LocalAdapter` serves
-    one OS process.
+    one OS process; :class:`RedisAdapter` many, on one Redis (docs/redis.md).
 ``**adapter_opts``
     Everything else goes to the adapter's ``child_spec``. :class:`LocalAdapter` takes
     ``node_name`` (default :func:`default_node_name`); an unknown option is a TypeError.
@@ -45,6 +45,9 @@ Functions (``pubsub`` is the PubSub's name; messages are any Python object):
   ``'ok'`` or ``('error', reason)``; ``broadcast_or_raise``, ``broadcast_from_or_raise``
   and ``direct_broadcast_or_raise`` (Elixir's ``broadcast!`` and friends) return None or
   raise :class:`BroadcastError`. ``local_broadcast*`` cannot fail and return ``'ok'``.
+  This node's subscribers get a ``broadcast``/``broadcast_from`` before the adapter
+  sends it on, even when the adapter then fails (Redis down): an error means other
+  nodes may have missed it.
 * ``node_name(pubsub)``; and, for tools, ``subscribers(pubsub, topic)``,
   ``topics(pubsub)``, ``shards(pubsub)``, ``statistics(pubsub)``.
 
@@ -87,6 +90,7 @@ from ._api import (
 )
 from ._errors import BroadcastError, PubSubError, UnknownPubSubError
 from ._local import LocalAdapter
+from ._redis import RedisAdapter
 from ._pubsub import PubSub
 from ._table import SubscriptionTable
 
@@ -98,6 +102,7 @@ __all__ = [
     "LocalAdapter",
     "PubSub",
     "PubSubError",
+    "RedisAdapter",
     "SubscriptionTable",
     "UnknownPubSubError",
     "broadcast",

@@ -17,12 +17,15 @@ instance. As phoenix_pubsub's ``Phoenix.PubSub.Adapter``:
 
 ``broadcast(adapter_name, topic, message, dispatcher) -> 'ok' | ('error', reason)``
     Send the broadcast to every *other* node, each of which hands it to
-    ``local_broadcast(name, topic, message, dispatcher)``. The PubSub dispatches to this
-    node's subscribers itself, after the adapter returned ``'ok'``.
+    ``local_broadcast(name, topic, message, dispatcher)``. The PubSub has already
+    dispatched to this node's subscribers itself (whatever the adapter then returns).
 
 ``direct_broadcast(adapter_name, node_name, topic, message, dispatcher) -> 'ok' | ('error', reason)``
     Send the broadcast to one node, which may be this one; the adapter delivers it there
     with ``local_broadcast``.
+
+Optionally ``statistics(adapter_name) -> dict``: shown by ``statistics(pubsub)`` under
+``adapter_statistics``.
 
 A broadcast that reaches another node carries its dispatcher with it, so a dispatcher
 that crosses nodes must be importable by its qualified name (a module-level function),

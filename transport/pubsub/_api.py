@@ -185,18 +185,17 @@ def _dispatch_local(inst: _Instance, from_pid: Pid | None, topic: str, message: 
 def broadcast(pubsub: str, topic: str, message: Any, dispatcher: Dispatcher | None = None) -> Any:
     """Broadcast ``message`` to every subscriber of ``topic`` on every node.
 
-    The adapter sends it to the other nodes first; if that succeeds, this node's
-    subscribers get it through ``dispatcher`` (default :func:`dispatch`). Returns
-    ``'ok'``, or the adapter's ``('error', reason)`` (and then nobody, here included, got
-    it). :func:`broadcast_or_raise` raises instead.
+    This node's subscribers get it first, through ``dispatcher`` (default
+    :func:`dispatch`), whatever happens to the other nodes: local delivery never waits
+    on, or depends on, the adapter. Then the adapter sends it to the other nodes.
+    Returns ``'ok'``, or the adapter's ``('error', reason)``: this node's subscribers
+    have it, other nodes may not. :func:`broadcast_or_raise` raises instead.
     """
     inst = _lookup(pubsub, "broadcast")
     _check_topic(topic, "broadcast")
     dispatcher = _check_dispatcher(dispatcher, "broadcast")
-    result = inst.adapter.broadcast(inst.adapter_name, topic, message, dispatcher)
-    if result == OK:
-        _dispatch_local(inst, None, topic, message, dispatcher)
-    return result
+    _dispatch_local(inst, None, topic, message, dispatcher)
+    return inst.adapter.broadcast(inst.adapter_name, topic, message, dispatcher)
 
 
 def broadcast_from(pubsub: str, from_pid: Pid, topic: str, message: Any, dispatcher: Dispatcher | None = None) -> Any:
@@ -209,10 +208,8 @@ def broadcast_from(pubsub: str, from_pid: Pid, topic: str, message: Any, dispatc
     _check_from(from_pid, "broadcast_from")
     _check_topic(topic, "broadcast_from")
     dispatcher = _check_dispatcher(dispatcher, "broadcast_from")
-    result = inst.adapter.broadcast(inst.adapter_name, topic, message, dispatcher)
-    if result == OK:
-        _dispatch_local(inst, from_pid, topic, message, dispatcher)
-    return result
+    _dispatch_local(inst, from_pid, topic, message, dispatcher)
+    return inst.adapter.broadcast(inst.adapter_name, topic, message, dispatcher)
 
 
 def local_broadcast(pubsub: str, topic: str, message: Any, dispatcher: Dispatcher | None = None) -> str:
@@ -320,12 +317,14 @@ def statistics(pubsub: str) -> dict[str, Any]:
 
     Keys: ``name``, ``adapter``, ``node_name``, ``pool_size``, ``subscriptions``
     (duplicates included), ``subscribers`` (distinct processes), ``topics`` (distinct),
-    and ``partitions``: a list of ``{'index', 'shard', 'subscriptions', 'subscribers',
-    'topics'}``.
+    ``partitions``: a list of ``{'index', 'shard', 'subscriptions', 'subscribers',
+    'topics'}``, and ``adapter_statistics``: what the adapter's optional
+    ``statistics(adapter_name)`` returns (the Redis adapter's counters and nodes), else None.
     """
     inst = _lookup(pubsub, "statistics")
     owners = shards(pubsub)
     rows = [{"index": i, "shard": owners[i], **table.statistics()} for i, table in enumerate(inst.tables)]
+    adapter_stats = getattr(inst.adapter, "statistics", None)
     return {
         "name": inst.name,
         "adapter": getattr(inst.adapter, "__qualname__", None) or getattr(inst.adapter, "__name__", repr(inst.adapter)),
@@ -335,4 +334,5 @@ def statistics(pubsub: str) -> dict[str, Any]:
         "subscribers": sum(r["subscribers"] for r in rows),
         "topics": len({t for table in inst.tables for t in table.topics()}),
         "partitions": rows,
+        "adapter_statistics": adapter_stats(inst.adapter_name) if callable(adapter_stats) else None,
     }

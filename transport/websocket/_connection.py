@@ -8,6 +8,7 @@ rules live in ``_frames``.
 from __future__ import annotations
 
 import socket as _stdsocket
+import ssl as _ssl
 import struct
 from time import monotonic
 
@@ -131,6 +132,10 @@ class WebSocket(_gws.WebSocket):
         # gevent-websocket's reader pieces: this class reads through FrameReader instead.
         self.stream = self.raw_read = self.raw_write = self.utf8validator = None
         self._socket = handler.socket
+        # Over TLS the raw socket carries records, not frames: reads and writes go through
+        # the SSL object (no writes from pushers, as a partial record cannot be resumed by
+        # another writer).
+        self._tls = getattr(self._socket, "_sslobj", None) is not None
         self._rfile = handler.rfile
         try:
             # One sendall per frame already: Nagle would only hold small frames back.
@@ -256,7 +261,7 @@ class WebSocket(_gws.WebSocket):
         otherwise the bytes still to write, which must go out through :meth:`write_rest`
         before any other frame (every other write aborts the connection until then).
         """
-        if self._close_sent or self._partial or self._send_lock.locked():
+        if self._close_sent or self._partial or self._tls or self._send_lock.locked():
             return False
         frame = _data_frame(opcode, data)
         try:
@@ -405,6 +410,8 @@ class WebSocket(_gws.WebSocket):
                 return data
         if not self._input_pending:
             return WOULD_BLOCK
+        if self._tls:
+            return self._recv_tls_nowait()
         try:
             # The socket object under gevent's is always non-blocking; after a close it is
             # a stub whose calls raise EBADF.
@@ -418,6 +425,23 @@ class WebSocket(_gws.WebSocket):
         if n < READ_SIZE:
             self._input_pending = False
         self.bytes_in += n
+        self.input_at = monotonic()
+        return data
+
+    def _recv_tls_nowait(self):
+        sock = self._socket
+        try:
+            data = sock._sslobj.read(READ_SIZE)
+        except (_ssl.SSLWantReadError, _ssl.SSLWantWriteError):
+            self._input_pending = False
+            return WOULD_BLOCK
+        except (OSError, ValueError, AttributeError):
+            return b""  # EOF in violation of the protocol, a reset, or the socket closed
+        if not data:
+            return b""
+        if len(data) < READ_SIZE and not sock._sslobj.pending():
+            self._input_pending = False
+        self.bytes_in += len(data)
         self.input_at = monotonic()
         return data
 
@@ -543,7 +567,7 @@ class WebSocket(_gws.WebSocket):
             try:
                 # Most frames fit the kernel's send buffer: write without waiting first, and
                 # arm the write timeout only for what is left.
-                sent = self._socket._sock.send(frame)
+                sent = 0 if self._tls else self._socket._sock.send(frame)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as e:

@@ -1,0 +1,77 @@
+"""A Python client for Phoenix channels: phoenix.js's Socket, Channel, Push and Presence.
+
+    from transport.client import AsyncSocket
+
+    socket = AsyncSocket("ws://127.0.0.1:4000/socket", params={"token": token})
+    await socket.connect()
+    channel = socket.channel("room:lobby", {"name": "ada"})
+    await channel.join()
+    reply = await channel.push("new_msg", {"body": "hi"})
+    async for message in channel:
+        ...
+
+:class:`Socket` is the same API for threads (and gevent greenlets), blocking. Both drive
+one sans-I/O core (:mod:`transport.client._core`) that speaks Phoenix's protocol through
+the server's own serializers. See docs/client.md.
+"""
+
+from __future__ import annotations
+
+from ._core import (
+    ChannelCore,
+    Push,
+    SocketCore,
+    default_reconnect_after,
+    default_rejoin_after,
+    endpoint_url,
+)
+from ._errors import (
+    BufferFull,
+    ChannelStateError,
+    ClientError,
+    ConnectError,
+    JoinError,
+    JoinTimeout,
+    PushError,
+    PushTimeout,
+)
+from ._presence import Presence, PresenceSync, list_presences, sync_diff, sync_state
+
+__all__ = [
+    "AsyncChannel",
+    "AsyncSocket",
+    "BufferFull",
+    "Channel",
+    "ChannelCore",
+    "ChannelStateError",
+    "ClientError",
+    "ConnectError",
+    "JoinError",
+    "JoinTimeout",
+    "Presence",
+    "PresenceSync",
+    "Push",
+    "PushError",
+    "PushTimeout",
+    "Socket",
+    "SocketCore",
+    "default_reconnect_after",
+    "default_rejoin_after",
+    "endpoint_url",
+    "list_presences",
+    "sync_diff",
+    "sync_state",
+]
+
+
+def __getattr__(name: str):
+    # The drivers import websockets (the ``greenphx[client]`` extra): only when used.
+    if name in ("AsyncSocket", "AsyncChannel"):
+        from . import _asyncio
+
+        return getattr(_asyncio, name)
+    if name in ("Socket", "Channel"):
+        from . import _blocking
+
+        return getattr(_blocking, name)
+    raise AttributeError(f"module 'transport.client' has no attribute {name!r}")
