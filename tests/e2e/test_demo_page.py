@@ -115,14 +115,17 @@ def unique(prefix: str) -> str:
 # the tree
 
 
-def test_children_order_pubsub_pool_listener_drainer_publisher():
+def test_children_order_pubsub_presence_pool_listener_drainer_publisher():
     from transport import Drainer, demo
     from transport.http import HttpServer
     from transport.pubsub import PubSub
 
     specs = demo.children({"host": "127.0.0.1", "port": 0})
-    starts = [s.start[0] for s in specs]
     assert specs[0].id == PubSub.child_spec(name="Demo.PubSub").id
+    # the presence tracker right after the PubSub it replicates over
+    assert specs[1].id == demo.presence.name == "Demo.Presence"
+    specs = [specs[0], *specs[2:]]
+    starts = [s.start[0] for s in specs]
     assert specs[1].id == demo.endpoint.pool_name(demo.DemoSocket)
     assert starts[2] == HttpServer.start_link and specs[2].start[1][0][0] is demo.endpoint
     assert starts[3] == Drainer.start_link

@@ -28,7 +28,8 @@ What it serves (everything from this package's ``static/`` folder, nothing from 
         (``:erlang.unique_integer([:positive])``), negated on ``numbers:negative``. As in
         that app, a join gets one ``update`` at once; after that a single supervised
         process, :class:`NumbersPublisher`, broadcasts to each topic once a second
-        (one timer for all clients rather than one per client). Joining any other
+        (one timer for all clients rather than one per client), to this node's clients
+        only (``local_broadcast``): on many nodes each serves its own. Joining any other
         ``numbers:`` topic is refused with ``{"reason": "unknown topic"}``.
     ``room:*`` (:class:`RoomChannel`)
         A chat. Join with ``{"name": NAME}`` (1-32 characters; otherwise refused with
@@ -38,9 +39,15 @@ What it serves (everything from this package's ``static/`` folder, nothing from 
         ``error`` ``{"reason": "invalid body"}``. Any other event crashes the channel, as a
         Phoenix channel without a matching ``handle_in`` clause does: the client sees
         ``phx_error`` and the page's client rejoins by itself (try
-        ``demo.room.push("boom")`` in the browser console).
+        ``demo.room.push("boom")`` in the browser console). Who is in the room is
+        :data:`presence` (``Demo.Presence``): after its join a channel tracks its name
+        (meta ``{"online_at": ms}``) and pushes ``presence_state``; everyone gets
+        ``presence_diff`` events, and the page lists the names (a name open in several
+        tabs once, with a count).
 
-The tree (:func:`children`): the PubSub, the endpoint's channel pool, HTTP listener and
+The tree (:func:`children`): the PubSub, the presence tracker (after the PubSub it
+replicates over; it stops after the endpoint, and then tells the other nodes to drop this
+one's presences at once), the endpoint's channel pool, HTTP listener and
 drainer (in that order, from ``Endpoint.child_specs(server=...)``), then the numbers
 publisher. The publisher comes last because it only needs the PubSub to be up, so it
 starts ticking once the listener is there, and, stopping in reverse order, it is the first
@@ -53,6 +60,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -61,6 +69,7 @@ import actors
 from actors import GenServer
 from supervision import ChildSpec
 from transport import Channel, Endpoint, SocketHandler, broadcast, push
+from transport.presence import Presence
 from transport.pubsub import PubSub, PubSubError
 
 __all__ = [
@@ -73,6 +82,7 @@ __all__ = [
     "StaticApp",
     "children",
     "endpoint",
+    "presence",
     "unique_integer",
 ]
 
@@ -140,7 +150,9 @@ class NumbersPublisher(GenServer):
         state["ticks"] += 1
         for topic, sign in NUMBERS_TOPICS.items():
             try:
-                state["endpoint"].broadcast(topic, "update", {"number": sign * unique_integer()})
+                # This node's clients only: every node runs its own publisher (numbers are
+                # per server), so with N nodes a topic still ticks once a second, never N times.
+                state["endpoint"].local_broadcast(topic, "update", {"number": sign * unique_integer()})
             except PubSubError as e:  # the PubSub is restarting: skip this tick
                 log.debug("numbers: no broadcast to %s this tick: %s", topic, e)
         return ("noreply", state)
@@ -165,7 +177,16 @@ class RoomChannel(Channel):
             return ("error", {"reason": "name required"})
         if len(name) > MAX_NAME:
             return ("error", {"reason": "name too long"})
+        # Track once joined (push needs a joined socket), as Phoenix's presence guide does.
+        actors.send(actors.self(), "after_join")
         return ("ok", socket.assign(name=name))
+
+    def handle_info(self, msg, socket):
+        if msg == "after_join":
+            presence.track(socket, socket.assigns["name"], {"online_at": int(time.time() * 1000)})
+            push(socket, "presence_state", presence.list(socket))
+            return ("noreply", socket)
+        return super().handle_info(msg, socket)
 
     def handle_in(self, event, payload, socket):
         if event == "new_msg":
@@ -250,6 +271,9 @@ def _plain(start_response: Callable, status: str, body: bytes, extra: list | Non
     return [body]
 
 
+#: Who is in the chat rooms, on this node and every node sharing the PubSub.
+presence = Presence("Demo.Presence", pubsub_server=PUBSUB)
+
 endpoint = Endpoint(
     "Demo.Endpoint",
     pubsub_server=PUBSUB,
@@ -262,11 +286,12 @@ endpoint = Endpoint(
 
 
 def children(server_opts: dict | None = None) -> list:
-    """The demo application's children: PubSub, the endpoint (with its HTTP listener when
-    ``server_opts`` is ``{"host": ..., "port": ...}``; without one for ``None``), then the
-    numbers publisher (last: see the module doc)."""
+    """The demo application's children: PubSub, the presence tracker, the endpoint (with
+    its HTTP listener when ``server_opts`` is ``{"host": ..., "port": ...}``; without one
+    for ``None``), then the numbers publisher (last: see the module doc)."""
     return [
         PubSub.child_spec(name=PUBSUB),
+        presence.child_spec(),
         *endpoint.child_specs(server=server_opts),
         NumbersPublisher.child_spec((endpoint, NUMBERS_INTERVAL_MS)),
     ]

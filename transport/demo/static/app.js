@@ -81,7 +81,30 @@
   const sendButton = $("send");
   const chatStatus = $("chat-status");
   const list = $("messages");
+  const present = $("present");
   let room = null;
+  let presence = null;
+
+  // Who is in the room: one entry per name, with the number of tabs (metas) it has open.
+  function renderPresence() {
+    present.replaceChildren();
+    if (!presence) return;
+    const people = presence.list((name, entry) => ({ name, count: entry.metas.length }));
+    people.sort((a, b) => a.name.localeCompare(b.name));
+    for (const { name, count } of people) {
+      const li = document.createElement("li");
+      li.dataset.name = name;
+      li.dataset.count = String(count);
+      li.textContent = name;
+      if (count > 1) {
+        const c = document.createElement("span");
+        c.className = "count";
+        c.textContent = `×${count}`;
+        li.append(c);
+      }
+      present.append(li);
+    }
+  }
 
   function addMessage(name, body, extraClass) {
     const empty = list.querySelector(".empty");
@@ -105,6 +128,11 @@
     if (room) room.leave();
     const channel = socket.channel(ROOM, { name });
     room = channel;
+    presence = new Phx.Presence(channel);
+    presence.onSync(() => {
+      if (channel === room) renderPresence();
+    });
+    renderPresence();
     sendButton.disabled = true;
     setChatStatus(`joining as ${name}…`);
     channel.on("new_msg", (payload) => addMessage(payload.name, payload.body));
@@ -161,6 +189,9 @@
     events,
     get room() {
       return room;
+    },
+    get presence() {
+      return presence;
     },
   };
 })();

@@ -29,6 +29,8 @@
  *    phx_close as final; this one rejoins, which is what a page that must stay live wants.)
  *  - buffering: pushes made before a channel has joined are sent once it has (or time out).
  *
+ * Phx.Presence keeps a channel's presence list from "presence_state"/"presence_diff".
+ *
  * Not covered: the V1 object framing, binary payloads, the LongPoll fallback.
  */
 (function (global) {
@@ -514,5 +516,116 @@
     }
   }
 
-  global.Phx = { Socket, Channel, Push, Serializer, backoff, VSN };
+  /**
+   * Presence: who is on a channel's topic, kept from the server's "presence_state" and
+   * "presence_diff" events (Phoenix.Presence's format: {key: {metas: [{phx_ref, ...}]}}).
+   *
+   *   const presence = new Phx.Presence(channel);
+   *   presence.onSync(() => render(presence.list((key, entry) => ({key, count: entry.metas.length}))));
+   *
+   * Diffs are held until the state of the channel's current join has arrived (the
+   * server may send the diff of our own join first, and a rejoin starts over with a new
+   * state), then applied in order. syncState/syncDiff are pure: they return the new state.
+   */
+  class Presence {
+    constructor(channel, opts) {
+      const events = (opts && opts.events) || { state: "presence_state", diff: "presence_diff" };
+      this.channel = channel;
+      this.state = {};
+      this.pendingDiffs = [];
+      this.syncedJoinRef = null;
+      this.callbacks = { join: () => {}, leave: () => {}, sync: () => {} };
+      channel.on(events.state, (newState) => {
+        const { join, leave } = this.callbacks;
+        this.syncedJoinRef = channel.joinRef;
+        this.state = Presence.syncState(this.state, newState, join, leave);
+        for (const diff of this.pendingDiffs.splice(0)) this.state = Presence.syncDiff(this.state, diff, join, leave);
+        this.callbacks.sync();
+      });
+      channel.on(events.diff, (diff) => {
+        if (this.inPendingSyncState()) {
+          this.pendingDiffs.push(diff);
+          return;
+        }
+        this.state = Presence.syncDiff(this.state, diff, this.callbacks.join, this.callbacks.leave);
+        this.callbacks.sync();
+      });
+    }
+
+    /** True until the state of the channel's current join has arrived. */
+    inPendingSyncState() {
+      return this.syncedJoinRef === null || this.syncedJoinRef !== this.channel.joinRef;
+    }
+
+    onJoin(callback) { this.callbacks.join = callback; }
+    onLeave(callback) { this.callbacks.leave = callback; }
+    onSync(callback) { this.callbacks.sync = callback; }
+
+    /** chooser(key, entry) for every key (default: the entries themselves). */
+    list(chooser) {
+      return Presence.list(this.state, chooser);
+    }
+
+    static list(state, chooser) {
+      const pick = chooser || ((key, entry) => entry);
+      return Object.keys(state).map((key) => pick(key, state[key]));
+    }
+
+    /** The state after replacing it with newState: the difference is applied as a diff. */
+    static syncState(current, newState, onJoin, onLeave) {
+      const state = Presence.clone(current);
+      const joins = {};
+      const leaves = {};
+      for (const key of Object.keys(state)) {
+        if (!(key in newState)) leaves[key] = state[key];
+      }
+      for (const key of Object.keys(newState)) {
+        const next = newState[key];
+        const cur = state[key];
+        if (!cur) {
+          joins[key] = next;
+          continue;
+        }
+        const nextRefs = new Set(next.metas.map((m) => m.phx_ref));
+        const curRefs = new Set(cur.metas.map((m) => m.phx_ref));
+        const joined = next.metas.filter((m) => !curRefs.has(m.phx_ref));
+        const left = cur.metas.filter((m) => !nextRefs.has(m.phx_ref));
+        if (joined.length) joins[key] = Object.assign({}, next, { metas: joined });
+        if (left.length) leaves[key] = Object.assign({}, cur, { metas: left });
+      }
+      return Presence.syncDiff(state, { joins, leaves }, onJoin, onLeave);
+    }
+
+    /** The state after a diff: joined metas added under their key, left ones removed. */
+    static syncDiff(current, diff, onJoin, onLeave) {
+      const state = Presence.clone(current);
+      const joins = diff.joins || {};
+      const leaves = diff.leaves || {};
+      for (const key of Object.keys(joins)) {
+        const cur = state[key];
+        const entry = Presence.clone(joins[key]);
+        if (cur) {
+          const joinedRefs = new Set(entry.metas.map((m) => m.phx_ref));
+          entry.metas.unshift(...cur.metas.filter((m) => !joinedRefs.has(m.phx_ref)));
+        }
+        state[key] = entry;
+        if (onJoin) onJoin(key, cur, joins[key]);
+      }
+      for (const key of Object.keys(leaves)) {
+        const cur = state[key];
+        if (!cur) continue;
+        const gone = new Set(leaves[key].metas.map((m) => m.phx_ref));
+        cur.metas = cur.metas.filter((m) => !gone.has(m.phx_ref));
+        if (onLeave) onLeave(key, cur, leaves[key]);
+        if (cur.metas.length === 0) delete state[key];
+      }
+      return state;
+    }
+
+    static clone(value) {
+      return JSON.parse(JSON.stringify(value));
+    }
+  }
+
+  global.Phx = { Socket, Channel, Push, Presence, Serializer, backoff, VSN };
 })(typeof window !== "undefined" ? window : globalThis);
