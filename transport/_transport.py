@@ -43,6 +43,7 @@ __all__ = [
     "OutboundQueue",
     "TransportIO",
     "close_code",
+    "outbound_statistics",
     "push",
     "serve",
     "serve_stream",
@@ -106,6 +107,15 @@ def push(transport_pid: Any, msg: tuple) -> None:
     if queue is not None and not queue.admit(proc, _push_size(msg)):
         return
     actors.send(transport_pid, msg)
+
+
+def outbound_statistics(pid: Any) -> dict[str, int] | None:
+    """The outbound queue of a stream transport (:meth:`OutboundQueue.statistics`), read
+    without asking the process (which may be blocked writing to a client that stopped
+    reading); None for any other process."""
+    proc = getattr(pid, "_proc", None)
+    queue = _outbound.get(proc) if proc is not None else None
+    return queue.statistics() if queue is not None else None
 
 
 def stream_transports(handler: Any, endpoint: Any = None) -> list:

@@ -68,6 +68,8 @@ import gevent
 import gevent.pool
 import gevent.queue
 from gevent import getcurrent
+
+from ._transport import outbound_statistics
 from gevent.backdoor import BackdoorServer
 
 import actors
@@ -641,7 +643,8 @@ class Shell:
     # -- sockets -----------------------------------------------------------------------
 
     def sockets(self, peer: str | None = None) -> list[dict[str, Any]]:
-        """Connected sockets: peer, path, id, joined channels, bytes/frames in and out."""
+        """Connected sockets, the largest outbound queue first: peer, path, id, joined
+        channels, bytes queued for the client, bytes/frames in and out."""
         if peer is not None and not isinstance(peer, str):
             raise ShellError(f"peer must be a str (a substring of 'ip:port'), got {type(peer).__name__}")
         found = [(i["pid"], i) for i in _all_infos() if _is_socket_label(i["label"])]
@@ -652,13 +655,18 @@ class Shell:
             row = _socket_row(pid, info, st)
             if peer is not None and (row["peer"] is None or peer not in str(row["peer"])):
                 continue
-            rows.append(row)
             snap = st if isinstance(st, dict) else {}
+            rows.append(row)
             table.append([pid, row["handler"], "-" if row["id"] is None else row["id"], _known(snap, "transport"),
                           _known(snap, "peer"), _known(snap, "path"), ", ".join(row["channels"]) or "-",
+                          "-" if row["outbound"] is None else row["outbound"]["bytes"],
                           _known(snap, "bytes_in", "bytes_out"), _known(snap, "frames_in", "frames_out")])
+        # A client that stopped reading shows first (its transport may not even answer).
+        order = sorted(range(len(rows)), key=lambda k: -(rows[k]["outbound"] or {}).get("bytes", 0))
+        rows = [rows[k] for k in order]
+        table = [table[k] for k in order]
         _print_table(
-            ["pid", "handler", "id", "transport", "peer", "path", "channels", "bytes in/out", "frames in/out"],
+            ["pid", "handler", "id", "transport", "peer", "path", "channels", "queued", "bytes in/out", "frames in/out"],
             table,
             width=40,
         )
@@ -883,6 +891,7 @@ def _socket_row(pid: Pid, info: dict[str, Any], st: Any) -> dict[str, Any]:
         "bytes_out": snap.get("bytes_out"),
         "frames_in": snap.get("frames_in"),
         "frames_out": snap.get("frames_out"),
+        "outbound": outbound_statistics(pid),
         "answered": bool(snap),
     }
 

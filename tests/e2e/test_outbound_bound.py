@@ -20,7 +20,7 @@ import pytest
 from inproc_server import RawV2Client, down, joined, serve_in_hub
 
 import actors
-from transport import Channel, SocketHandler, _transport, http
+from transport import Channel, SocketHandler, _transport, debug_shell, http
 
 LIMIT = 256 * 1024
 PAD = "p" * 16_000
@@ -129,6 +129,14 @@ def test_drop_oldest_keeps_the_newest_frames_and_the_connection(bounded):
         # The transport is blocked writing to the full socket, so the queue is read directly.
         stats = _transport._outbound[transport._proc].statistics()
         assert stats["dropped"] > 0 and stats["bytes"] <= LIMIT and stats["high_water"] <= LIMIT
+        # The operator's view: the debug shell lists the slow socket first, with its queue,
+        # although its transport cannot answer get_state.
+        other = Client(port)
+        joined(other, "room:b")
+        rows = debug_shell.Shell(state_timeout=0.05).sockets()
+        assert rows[0]["pid"] == transport and rows[0]["outbound"]["bytes"] > 0
+        assert {r["pid"] for r in rows[1:]} >= {p for p in _transport.stream_transports(BoundSocket) if p != transport}
+        other.sock.close()
         # The client starts reading: what arrives is in order, ends with the newest frame,
         # and with what was dropped accounts for every frame sent.
         seqs = []

@@ -358,11 +358,11 @@ def test_a_transport_that_does_not_answer_shows_question_marks(shell, capsys):
     assert rows == [{
         "pid": transport, "handler": "FakeSocket", "id": "user:7", "transport": None, "serializer": None,
         "peer": None, "path": None, "channels": {"room:fake": channel}, "bytes_in": None, "bytes_out": None,
-        "frames_in": None, "frames_out": None, "answered": False,
+        "frames_in": None, "frames_out": None, "outbound": None, "answered": False,
     }]
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith(str(transport)))
-    assert line.split() == [str(transport), "FakeSocket", "user:7", "?", "?", "?", "room:fake", "?/?", "?/?"]
+    assert line.split() == [str(transport), "FakeSocket", "user:7", "?", "?", "?", "room:fake", "-", "?/?", "?/?"]
     assert "did not answer get_state within 0.05s" in out
     assert quick.channels(transport) == {"room:fake": channel}
     for pid in (transport, channel):
