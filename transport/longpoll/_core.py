@@ -171,7 +171,7 @@ class MessageBuffer:
     which is what it costs in the poll's answer, give or take JSON escapes.
     """
 
-    __slots__ = ("_items", "_bytes", "max_messages", "max_bytes", "total_in", "total_out")
+    __slots__ = ("_items", "_bytes", "max_messages", "max_bytes", "total_in", "total_out", "high_water")
 
     def __init__(self, max_messages: int, max_bytes: int) -> None:
         self._items: deque[str] = deque()
@@ -180,6 +180,7 @@ class MessageBuffer:
         self.max_bytes = max_bytes
         self.total_in = 0
         self.total_out = 0
+        self.high_water = 0  # the most characters ever held
 
     def __len__(self) -> int:
         return len(self._items)
@@ -199,6 +200,8 @@ class MessageBuffer:
             return False
         self._items.append(message)
         self._bytes += n
+        if self._bytes > self.high_water:
+            self.high_water = self._bytes
         self.total_in += 1
         return True
 
@@ -222,6 +225,7 @@ class MessageBuffer:
             "bytes": self._bytes,
             "max_messages": self.max_messages,
             "max_bytes": self.max_bytes,
+            "high_water": self.high_water,
             "total_in": self.total_in,
             "total_out": self.total_out,
         }

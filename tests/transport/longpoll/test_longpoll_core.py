@@ -82,7 +82,9 @@ def test_buffer_is_bounded_in_count_and_bytes():
     assert b.take() == ["abc", "def", "g"] and not b and b.size == 0
     assert b.append("0123456789")
     assert not b.append("x")  # bytes
-    assert b.statistics() == {"messages": 1, "bytes": 10, "max_messages": 3, "max_bytes": 10, "total_in": 4, "total_out": 3}
+    assert b.statistics() == {
+        "messages": 1, "bytes": 10, "max_messages": 3, "max_bytes": 10, "high_water": 10, "total_in": 4, "total_out": 3,
+    }
     b.clear()
     assert len(b) == 0
 
