@@ -16,6 +16,8 @@ from serverproc import ServerProcess
 from websockets.asyncio.client import connect as aconnect
 from websockets.sync.client import connect
 
+from transport.client import ConnectError, Socket
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 PHX_SERVE = [sys.executable, os.path.join(REPO, "bin", "phx-serve")]
@@ -77,12 +79,12 @@ def test_secret_key_base_comes_from_the_environment():
     )
     try:
         good = token.sign(secret, "user socket", "alice")
-        with connect(f"{server.ws}/socket/websocket?vsn=2.0.0&token={good}") as ws:
-            ws.send(json.dumps(["1", "1", "lobby:a", "phx_join", {}]))
-            assert json.loads(ws.recv(timeout=5))[4]["status"] == "ok"
+        with Socket(f"{server.ws}/socket", params={"token": good}) as client:
+            assert client.channel("lobby:a").join() == {}
         forged = token.sign("x" * 64, "user socket", "alice")
-        with pytest.raises(Exception, match="403"):
-            connect(f"{server.ws}/socket/websocket?vsn=2.0.0&token={forged}")
+        with pytest.raises(ConnectError) as refused:
+            Socket(f"{server.ws}/socket", params={"token": forged}).connect()
+        assert refused.value.status == 403
     finally:
         server.stop()
     assert "SECRET_KEY_BASE is not set" not in server.stderr

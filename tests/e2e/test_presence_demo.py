@@ -1,8 +1,9 @@
 """The demo's "who is in the room" list, in headless Chromium and on the wire.
 
 The demo (``phx-serve``, in a subprocess) tracks every chat channel in ``Demo.Presence``;
-the page keeps the list with its own client's ``Phx.Presence``. Checked: a Python client
-gets ``presence_state`` after its join and ``presence_diff`` joins/leaves of others; two
+the page keeps the list with its own client's ``Phx.Presence``. Checked: a Python client's
+``transport.client.Presence`` lists itself after its join (from ``presence_state``) and sees
+others join and leave (from ``presence_diff``); two
 pages see each other appear and leave; a name open in two tabs is listed once with a count
 of 2. Chromium and selenium as in test_demo_page.py (skips locally without them, fails
 under CI=true).
@@ -10,8 +11,12 @@ under CI=true).
 
 from __future__ import annotations
 
+import time
+
 import pytest
-from test_demo_page import ROOM, DemoServer, browser, client, clients, join_as, unique, wait_for  # noqa: F401 - fixtures
+from test_demo_page import ROOM, DemoServer, browser, connect, join_as, sockets, unique, wait_for  # noqa: F401 - fixtures
+
+from transport.client import Presence
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,25 +37,31 @@ def shown_presence(driver) -> dict[str, int]:
     )
 
 
-def test_wire_presence_state_and_diffs(server, clients):
-    a = client(server, clients, timeout=10)
-    ann = unique("ann")
-    ref = a.join(ROOM, {"name": ann})
-    a.reply_to(ref)
-    state = a.event("presence_state", ROOM, timeout=10).payload
-    assert ann in state and [set(m) for m in state[ann]["metas"]] == [{"online_at", "phx_ref"}]
-    b = client(server, clients, timeout=10)
-    bob = unique("bob")
-    b.reply_to(b.join(ROOM, {"name": bob}))
-    assert bob in b.event("presence_state", ROOM, timeout=10).payload
-    diff = a.event("presence_diff", ROOM, timeout=10).payload
-    while bob not in diff["joins"]:
-        diff = a.event("presence_diff", ROOM, timeout=10).payload
-    assert diff["leaves"] == {}
-    b.close()
-    diff = a.event("presence_diff", ROOM, timeout=10).payload
-    while bob not in diff["leaves"]:
-        diff = a.event("presence_diff", ROOM, timeout=10).payload
+def until(condition, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def test_wire_presence_state_and_diffs(server, sockets):
+    ann, bob = unique("ann"), unique("bob")
+    a = connect(server, sockets).channel(ROOM, {"name": ann})
+    seen_by_ann = Presence(a)
+    a.join()
+    until(lambda: ann in seen_by_ann.state)
+    assert [set(m) for m in seen_by_ann.state[ann]["metas"]] == [{"online_at", "phx_ref"}]
+
+    bob_socket = connect(server, sockets)
+    b = bob_socket.channel(ROOM, {"name": bob})
+    seen_by_bob = Presence(b)
+    b.join()
+    until(lambda: {ann, bob} <= set(seen_by_bob.state))
+    until(lambda: bob in seen_by_ann.state)
+
+    bob_socket.disconnect()
+    until(lambda: bob not in seen_by_ann.state)
+    assert ann in seen_by_ann.state
 
 
 def test_two_pages_see_each_other_appear_and_leave(server, browser):

@@ -1,9 +1,12 @@
 """Phoenix's WebSocket channel integration scenarios, over real sockets, for V1 and V2.
 
-The server is ``examples/integration_app.py`` in a subprocess (``conftest.py``); the
-clients are ``ws_client.PhxClient`` (the ``websockets`` library's sync client) and plain
-``http.client`` for the status of refused upgrades. Log assertions read the server's
-stderr (it runs with ``--log-level debug``). Every wait is a bounded receive.
+The server is ``examples/integration_app.py`` in a subprocess (``conftest.py``). A test
+about what a channel does (joins, replies, broadcasts, closes) uses the project's client,
+``transport.client.Socket``; a test about the frames themselves (their order, refs and
+join_refs, close codes) uses ``ws_client.PhxClient`` (the ``websockets`` library's sync
+client, frame by frame), and plain ``http.client`` reads the status of refused upgrades.
+Log assertions read the server's stderr (it runs with ``--log-level debug``). Every wait
+is a bounded receive.
 """
 
 from __future__ import annotations
@@ -12,12 +15,15 @@ import http.client
 import itertools
 import re
 import signal
+import threading
 import time
 import uuid
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 from ws_client import Closed, Msg, PhxClient, error, handshake, ok
+
+from transport.client import JoinError, Socket
 
 VSNS = ["1.0.0", "2.0.0"]
 _unique = itertools.count()
@@ -65,6 +71,24 @@ def connect(server, vsn, clients):
     return open_client
 
 
+@pytest.fixture
+def phx(server, vsn):
+    """``phx(mount="/ws", **params)``: a connected ``transport.client.Socket`` of this test's
+    protocol version, disconnected at the test's end. Its heartbeats (every 50 ms) keep it
+    inside the mounts' 200 ms idle timeout."""
+    opened: list[Socket] = []
+
+    def open_socket(mount: str = "/ws", **params) -> Socket:
+        socket = Socket(f"{server.ws}{mount}", vsn=vsn, params=params, heartbeat_interval=0.05, heartbeat_timeout=5)
+        opened.append(socket)
+        socket.connect()
+        return socket
+
+    yield open_socket
+    for socket in opened:
+        socket.disconnect()
+
+
 def serializer_name(vsn: str) -> str:
     return "V2JSONSerializer" if vsn.startswith("2") else "V1JSONSerializer"
 
@@ -72,10 +96,8 @@ def serializer_name(vsn: str) -> str:
 # -- mounts, join, leave, events -------------------------------------------------------------
 
 
-def test_endpoint_handles_multiple_mount_segments(connect):
-    c = connect("/ws/admin")
-    jr = c.join("room:admin-lobby1")
-    assert c.reply_to(jr) == Msg(c.jr("1"), "1", "room:admin-lobby1", "phx_reply", ok())
+def test_endpoint_handles_multiple_mount_segments(phx):
+    assert phx("/ws/admin").channel("room:admin-lobby1").join() == {}
 
 
 def test_join_leave_and_event_messages(connect):
@@ -276,23 +298,19 @@ def test_sends_phx_error_if_a_channel_crashes(connect, server):
     assert c.reply_to(again) == Msg(c.jr(again), again, topic, "phx_reply", ok())
 
 
-def test_channels_are_terminated_when_the_transport_exits(connect):
+def test_channels_are_terminated_when_the_transport_exits(phx):
     topic = lobby()
-    watcher = connect()
-    wjr = watcher.join(topic)
-    assert watcher.reply_to(wjr).payload == ok()
+    watcher = phx().channel(topic)
+    terminated = watcher.messages(events={"channel_terminated"})
+    watcher.join()
 
-    c = connect()
-    jr = c.join(topic, {"report_terminate": True})
-    assert c.reply_to(jr).payload == ok()
-    c.event("joined")
-    c.close()
+    leaving = phx()
+    leaving.channel(topic, {"report_terminate": True}).join()
+    leaving.disconnect()
 
-    reason = watcher.event("channel_terminated", topic).payload["reason"]
-    assert reason in ("shutdown", ["shutdown", "closed"])
+    assert terminated.get(5).payload["reason"] in ("shutdown", ["shutdown", "closed"])
     # The watcher's own channel is untouched.
-    ref = watcher.send(topic, "new_msg", {"body": "still here"})
-    assert watcher.reply_to(ref).payload == ok()
+    assert watcher.push("new_msg", {"body": "still here"}) == {}
 
 
 def test_refuses_events_for_topics_not_joined(connect):
@@ -421,18 +439,21 @@ def test_an_accepted_upgrade_answers_101(server, vsn):
 
 
 @pytest.mark.parametrize("vsn", ["2.0.0"])
-def test_custom_channels_join_ignore_error_and_event_messages(connect, server):
-    c = connect()
-    c.join("custom:ignore", {"action": "ignore"})
-    assert c.next() == Msg("1", "1", "custom:ignore", "phx_reply", error({"action": "ignore"}))
+def test_custom_channels_join_ignore_error_and_event_messages(phx, server):
+    socket = phx()
     mark = server.log_mark()
-    c.join("custom:error", {"action": "error"})
-    assert c.next() == Msg("2", "2", "custom:error", "phx_reply", error({"reason": "join crashed"}))
+    for action, reason in (("ignore", {"action": "ignore"}), ("error", {"reason": "join crashed"})):
+        with pytest.raises(JoinError) as refused:
+            socket.channel(f"custom:{action}", {"action": action}).join()
+        assert refused.value.response == reason
     server.wait_log(r"oops", mark)
-    c.join("custom:ok", {"action": "ok"})
-    assert c.next() == Msg("3", "3", "custom:ok", "phx_reply", ok({"action": "ok"}))
-    c.send("custom:ok", "close", {"body": "bye!"})
-    assert c.next() == Msg("3", "3", "custom:ok", "phx_close", {})
+    channel = socket.channel("custom:ok", {"action": "ok"})
+    closed = threading.Event()
+    channel.on_close(lambda reason: reason == "server" and closed.set())
+    assert channel.join() == {"action": "ok"}
+    channel.push_nowait("close", {"body": "bye!"})  # answered by phx_close, not a reply
+    assert closed.wait(5) and channel.state == "closed"
+    assert socket.is_connected
 
 
 # -- shutdown ------------------------------------------------------------------------------------
