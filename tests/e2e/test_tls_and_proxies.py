@@ -83,6 +83,27 @@ def test_phx_serve_serves_wss_to_a_python_client(certs):
     assert "Traceback" not in server.stderr
 
 
+def test_the_projects_client_connects_over_wss(certs):
+    from transport.client import Socket
+
+    server = ServerProcess(
+        [*PHX_SERVE, "serve_target:endpoint", "--port", "0", "--certfile", str(certs["server.pem"]), "--keyfile", str(certs["server.key"])],
+        cwd=HERE,
+        name="phx-serve (TLS)",
+    )
+    try:
+        socket = Socket(f"{server.ws}/socket", ssl=_client_context(certs))
+        socket.connect(timeout=10)
+        try:
+            channel = socket.channel("lobby:client", {})
+            channel.join(timeout=10)
+            assert channel.push("echo", {"over": "wss"}, timeout=10) == {"over": "wss"}
+        finally:
+            socket.disconnect()
+    finally:
+        server.stop()
+
+
 def test_the_official_phoenix_client_connects_over_wss(certs):
     node = shutil.which("node")
     if node is None or not (JS_DIR / "node_modules" / "phoenix").is_dir():

@@ -438,6 +438,7 @@ class AsyncSocket(SocketBase):
                 max_queue=None,
                 compression=None,
                 proxy=None,
+                **({"ssl": opts.ssl} if opts.ssl is not None else {}),
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
@@ -469,7 +470,9 @@ class AsyncSocket(SocketBase):
 
     async def _open_longpoll(self, conn: int) -> None:
         opts = self.options
-        session = LongPollSession(opts.url_for("longpoll"), headers=opts.http_headers(), timeout=opts.longpoll_timeout)
+        session = LongPollSession(
+            opts.url_for("longpoll"), headers=opts.http_headers(), timeout=opts.longpoll_timeout, ssl_context=opts.ssl
+        )
         try:
             await asyncio.to_thread(session.open)
         except ConnectError as exc:

@@ -374,6 +374,7 @@ class Socket(SocketBase):
                 max_size=opts.max_frame_size,
                 compression=None,
                 proxy=None,
+                **({"ssl": opts.ssl} if opts.ssl is not None else {}),
                 **_LEGACY,
             )
         except InvalidStatus as exc:
@@ -402,7 +403,9 @@ class Socket(SocketBase):
 
     def _open_longpoll(self, conn: int) -> None:
         opts = self.options
-        session = LongPollSession(opts.url_for("longpoll"), headers=opts.http_headers(), timeout=opts.longpoll_timeout)
+        session = LongPollSession(
+            opts.url_for("longpoll"), headers=opts.http_headers(), timeout=opts.longpoll_timeout, ssl_context=opts.ssl
+        )
         try:
             session.open()
         except ConnectError as exc:

@@ -58,6 +58,7 @@ class Options:
         max_frame_size: int | None = 16 * 1024 * 1024,
         longpoll_timeout: float = 20.0,
         max_queue: int = 1000,
+        ssl: Any = None,
     ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be 'websocket' or 'longpoll', got {transport!r}")
@@ -76,6 +77,9 @@ class Options:
         self.headers = dict(headers or {})
         self.origin = origin
         self.max_queue = max_queue
+        #: An ``ssl.SSLContext`` for wss:// and https:// (None: the system's defaults), e.g.
+        #: one that trusts a private CA or presents a client certificate.
+        self.ssl = ssl
         self.core_opts = dict(
             serializer=self.serializer,
             timeout=timeout,

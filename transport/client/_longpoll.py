@@ -72,7 +72,7 @@ class LongPollSession:
     exceed the server's window.
     """
 
-    def __init__(self, url: str, *, headers: dict[str, str] | None = None, timeout: float = 20.0) -> None:
+    def __init__(self, url: str, *, headers: dict[str, str] | None = None, timeout: float = 20.0, ssl_context: Any = None) -> None:
         import urllib3
 
         self.url = url
@@ -80,7 +80,8 @@ class LongPollSession:
         self.timeout = timeout
         self._headers = {"Accept": "application/json", **(headers or {})}
         # Two connections: one poll outstanding while a POST goes up.
-        self._pool = urllib3.PoolManager(num_pools=1, maxsize=2, block=False, retries=False)
+        tls = {"ssl_context": ssl_context} if ssl_context is not None else {}
+        self._pool = urllib3.PoolManager(num_pools=1, maxsize=2, block=False, retries=False, **tls)
 
     def _request(self, method: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         import urllib3
