@@ -40,6 +40,7 @@ from ._presence import Presence, PresenceSync, list_presences, sync_diff, sync_s
 __all__ = [
     "AsyncChannel",
     "AsyncSocket",
+    "AsyncSubscription",
     "BufferFull",
     "Channel",
     "ChannelCore",
@@ -55,6 +56,7 @@ __all__ = [
     "PushTimeout",
     "Socket",
     "SocketCore",
+    "Subscription",
     "default_reconnect_after",
     "default_rejoin_after",
     "endpoint_url",
@@ -66,11 +68,11 @@ __all__ = [
 
 def __getattr__(name: str):
     # The drivers import websockets (the ``greenphx[client]`` extra): only when used.
-    if name in ("AsyncSocket", "AsyncChannel"):
+    if name in ("AsyncSocket", "AsyncChannel", "AsyncSubscription"):
         from . import _asyncio
 
         return getattr(_asyncio, name)
-    if name in ("Socket", "Channel"):
+    if name in ("Socket", "Channel", "Subscription"):
         from . import _blocking
 
         return getattr(_blocking, name)
