@@ -14,10 +14,19 @@
  * Usage:
  *   loadgen --port P [--host 127.0.0.1] [--path /socket/websocket?vsn=2.0.0]
  *           [--max-s 900] [--phase-timeout-s 120] [--heartbeat-s 30]
- *           [--payload-bytes 0] [--kernel-ports] [--quiet] SCENARIO [options]
+ *           [--payload-bytes 0] [--kernel-ports] [--src-addr 127.0.0.1] [--quiet]
+ *           SCENARIO [options]
  *
  *   connect  --conns N [--topic bench:s1] [--concurrency 200] [--hold-s 0]
- *            [--broadcast-reach]
+ *            [--broadcast-reach | --await-broadcast]
+ *
+ * --src-addr binds the connections to another loopback address (127.0.0.0/8): one
+ * address has ~28k ephemeral ports, so 100k connections need several generators with
+ * different source addresses. connect reports the heartbeats' round trips during the
+ * hold (heartbeat_{p50,p99,max}_ms). --await-broadcast: another process sends one
+ * broadcast (seq 0, "t" = its CLOCK_MONOTONIC send time, shared by every process on the
+ * machine) during the hold; the generator reports how many of its connections got it and
+ * the latest arrival after "t" (broadcast_reach_ms), and ends the hold early once all have.
  *   fanout   --subs N [--topic bench:fan] [--rate 0] [--window 50]
  *            [--duration 10] [--warmup 2] [--max-outstanding 10000] [--concurrency 200]
  *   pingpong --clients K [--duration 10] [--warmup 2] [--concurrency 200]
@@ -190,6 +199,7 @@ static void resv_add(resv *r, int64_t us) {
     r->seen++;
 }
 static void lat_add(int64_t us) { resv_add(&lat, us); }
+static resv hb_t;  /* heartbeat round trips (connect, during the hold) */
 
 static int cmp_u32(const void *a, const void *b) {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -220,6 +230,7 @@ static struct {
     int concurrency;
     double hold_s;
     int broadcast_reach;
+    int await_broadcast;
     double rate;
     int window;
     double duration, warmup;
@@ -259,6 +270,7 @@ typedef struct conn {
     uint64_t wait_ref;   /* the ref whose reply we wait for (0: none) */
     uint64_t last_seq;   /* fanout: highest seq received */
     uint64_t recv;       /* fanout: deliveries received */
+    int64_t t_hb_sent;   /* when the outstanding heartbeat was sent (0: none) */
 } conn;
 
 static int g_ep = -1;
@@ -395,6 +407,7 @@ static void conn_fail(conn *c, long *counter) {
  * ports are reusable); connect() then has nothing to search. --kernel-ports turns
  * this off; any failure falls back to the kernel's choice. */
 static int g_port_lo = 32768, g_port_hi = 60999, g_port_cur;
+static struct in_addr g_src_addr = {.s_addr = 0};  /* 0: 127.0.0.1 (INADDR_LOOPBACK) */
 static int g_kernel_ports;
 static long g_port_fallbacks;
 
@@ -423,7 +436,7 @@ static int open_connecting_socket(void) {
                 if (g_port_cur > g_port_hi) g_port_cur = g_port_lo;
                 if (port == opt.port) continue;
                 struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                                        .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+                                        .sin_addr.s_addr = g_src_addr.s_addr ? g_src_addr.s_addr : htonl(INADDR_LOOPBACK)};
                 if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0) bound = 1;
                 else if (errno != EADDRINUSE) break;
             }
@@ -433,6 +446,10 @@ static int open_connecting_socket(void) {
                 attempt = 6;
                 continue;
             }
+        }
+        if (!bound && g_src_addr.s_addr) {  /* the kernel picks the port, on our source address */
+            struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0, .sin_addr = g_src_addr};
+            if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0) { int e = errno; close(fd); errno = e; return -1; }
         }
         if (connect(fd, (struct sockaddr *)&g_addr, sizeof g_addr) == 0 || errno == EINPROGRESS) return fd;
         int e = errno;
@@ -771,6 +788,7 @@ static void send_join(conn *c, const char *topic) {
 
 static void send_heartbeat(conn *c) {
     static const char hb[] = "[null,\"0\",\"phoenix\",\"heartbeat\",{}]";
+    c->t_hb_sent = now_us();
     ws_send(c, 1, hb, sizeof hb - 1);
 }
 
@@ -859,6 +877,7 @@ static char **g_topics;         /* pingpong: per-connection topic */
 /* connect */
 static int64_t T_bcast_sent, T_bcast_done;
 static long g_reached, g_dropped_hold, g_closed_clean;
+static int64_t g_reach_max_us;  /* --await-broadcast: latest arrival after the sender's "t" */
 static int g_in_hold, g_in_close;
 
 /* fanout */
@@ -994,6 +1013,10 @@ static void on_msg(conn *c, pmsg *m, int64_t now) {
         if (seq == 0 && !c->got_bcast && T_bcast_sent) {
             c->got_bcast = 1;
             g_reached++;
+        } else if (seq == 0 && !c->got_bcast && opt.await_broadcast && t > 0) {
+            c->got_bcast = 1;
+            g_reached++;
+            if (now - t > g_reach_max_us) g_reach_max_us = now - t;
         }
         break;
     case SC_FANOUT:
@@ -1014,7 +1037,10 @@ static void on_msg(conn *c, pmsg *m, int64_t now) {
 static void on_text(conn *c, char *p, size_t n, int64_t now) {
     pmsg m;
     if (p_parse(p, n, &m) < 0) { err.protocol++; return; }
-    if (m.topic_len == 7 && memcmp(m.topic, "phoenix", 7) == 0) return;  /* heartbeat reply */
+    if (m.topic_len == 7 && memcmp(m.topic, "phoenix", 7) == 0) {  /* heartbeat reply */
+        if (c->t_hb_sent) { resv_add(&hb_t, now - c->t_hb_sent); c->t_hb_sent = 0; }
+        return;
+    }
     if (p_eq(m.event, m.event_len, "phx_reply")) {
         uint64_t ref = p_u64(m.ref, m.ref_len);
         on_reply(c, ref, p_status_ok(m.payload, m.payload_len), &m, now);
@@ -1189,7 +1215,12 @@ static void run_connect(void) {
         fprintf(stderr, "HOLDING\n");
         fflush(stderr);
         int64_t end = now_us() + (int64_t)(opt.hold_s * 1e6);
-        while (!g_aborted && now_us() < end) loop_once(100);
+        while (!g_aborted && now_us() < end) {
+            loop_once(100);
+            /* --await-broadcast: the hold ends once every connection got the broadcast and
+               answered a heartbeat sent after it, so round trips are measured too. */
+            if (opt.await_broadcast && g_reached > 0 && g_reached >= g_joined && hb_t.seen >= (uint64_t)g_joined) break;
+        }
         g_in_hold = 0;
     }
     long held = g_joined;
@@ -1207,6 +1238,13 @@ static void run_connect(void) {
         if (T_bcast_done) jdblp("broadcast_reach_ms", (T_bcast_done - T_bcast_sent) / 1000.0, 3);
         else jnull("broadcast_reach_ms");
     }
+    if (opt.await_broadcast) {
+        jint("broadcast_reached", g_reached);
+        if (g_reached) jdblp("broadcast_reach_ms", g_reach_max_us / 1000.0, 3);
+        else jnull("broadcast_reach_ms");
+    }
+    emit_resv(&hb_t, "heartbeat_", 0);
+    jint("heartbeat_replies", (long long)hb_t.seen);
     jdbl("hold_s", opt.hold_s);
     jint("held_at_end", held);
     jint("dropped_during_hold", g_dropped_hold);
@@ -1415,9 +1453,10 @@ static void usage(void) {
     fprintf(stderr,
             "usage: loadgen --port P [--host 127.0.0.1] [--path /socket/websocket?vsn=2.0.0]\n"
             "               [--max-s 900] [--payload-bytes 0] [--heartbeat-s 30] [--phase-timeout-s 120] [--quiet]\n"
-            "               [--kernel-ports]\n"
+            "               [--kernel-ports] [--src-addr 127.0.0.1]\n"
             "               SCENARIO [options]\n"
-            "  connect  --conns N [--topic bench:s1] [--concurrency 200] [--hold-s 0] [--broadcast-reach]\n"
+            "  connect  --conns N [--topic bench:s1] [--concurrency 200] [--hold-s 0]\n"
+            "           [--broadcast-reach | --await-broadcast]\n"
             "  fanout   --subs N [--topic bench:fan] [--rate 0] [--window 50] [--duration 10] [--warmup 2]\n"
             "           [--max-outstanding 10000] [--concurrency 200]\n"
             "  pingpong --clients K [--duration 10] [--warmup 2] [--concurrency 200]\n"
@@ -1446,6 +1485,11 @@ int main(int argc, char **argv) {
 #define OPT(name) (strcmp(a, name) == 0 && (i++, 1))
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) usage();
         else if (strcmp(a, "--broadcast-reach") == 0) opt.broadcast_reach = 1;
+        else if (strcmp(a, "--await-broadcast") == 0) opt.await_broadcast = 1;
+        else if (OPT("--src-addr")) {
+            if (!v || inet_pton(AF_INET, v, &g_src_addr) != 1 || (ntohl(g_src_addr.s_addr) >> 24) != 127)
+                die("--src-addr must be a loopback address (127.0.0.0/8)");
+        }
         else if (strcmp(a, "--quiet") == 0) opt.quiet = 1;
         else if (strcmp(a, "--kernel-ports") == 0) g_kernel_ports = 1;
         else if (OPT("--port")) opt.port = (int)arg_l(a, v);
