@@ -23,5 +23,8 @@ def test_readme_python_blocks_run():
 def test_readme_test_command_is_what_ci_runs():
     readme = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
-    command = "npm ci --prefix tests/e2e/js --no-audit --no-fund && python3 -m pip install -e '.[test]' && python3 -m pytest -ra"
+    command = (
+        "npm ci --prefix tests/e2e/js --no-audit --no-fund && python3 -m venv .venv && "
+        ".venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest -ra"
+    )
     assert command in readme and command in ci
