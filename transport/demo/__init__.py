@@ -10,7 +10,8 @@ or embed it in a tree of your own::
     from supervision import Application
     from transport import demo
 
-    Application(demo.children({"host": "127.0.0.1", "port": 4000})).start()
+    SECRET = os.environ["SECRET_KEY_BASE"]  # 64 bytes or more
+    Application(demo.children({"host": "127.0.0.1", "port": 4000}, secret_key_base=SECRET)).start()
 
 What it serves (everything from this package's ``static/`` folder, nothing from a CDN):
 
@@ -19,8 +20,13 @@ What it serves (everything from this package's ``static/`` folder, nothing from 
     project's own small Phoenix client (V2 frames, heartbeat, replies by ref, channel
     rejoin, socket reconnect with back-off); ``app.js`` is the page's code. Anything
     else is 404; methods other than GET and HEAD are 405.
-``/socket/websocket?vsn=2.0.0``
-    :class:`DemoSocket`, with two channels:
+``/socket/websocket?vsn=2.0.0``, ``/socket/longpoll?vsn=2.0.0``
+    :class:`DemoSocket`, over WebSocket or Phoenix's long polling. The page uses WebSocket
+    and falls back to LongPoll by itself when WebSockets are blocked (``phx.js``'s
+    ``longPollFallbackMs``, as phoenix.js); ``/?transport=longpoll`` uses LongPoll only.
+    LongPoll signs its session tokens with the endpoint's ``secret_key_base``: ``phx-serve``
+    sets it (``SECRET_KEY_BASE``); an embedding app passes ``secret_key_base`` to
+    :func:`children`. Two channels:
 
     ``numbers:positive``, ``numbers:negative`` (:class:`NumbersChannel`)
         The Numbers app of "Phoenix WebSockets Under a Microscope": every second an
@@ -47,8 +53,8 @@ What it serves (everything from this package's ``static/`` folder, nothing from 
 
 The tree (:func:`children`): the PubSub, the presence tracker (after the PubSub it
 replicates over; it stops after the endpoint, and then tells the other nodes to drop this
-one's presences at once), the endpoint's channel pool, HTTP listener and
-drainer (in that order, from ``Endpoint.child_specs(server=...)``), then the numbers
+one's presences at once), the endpoint's channel pool, LongPoll session supervisor, HTTP
+listener and drainer (in that order, from ``Endpoint.child_specs(server=...)``), then the numbers
 publisher. The publisher comes last because it only needs the PubSub to be up, so it
 starts ticking once the listener is there, and, stopping in reverse order, it is the first
 to go: no update is broadcast while the drainer is closing sockets (1012) and the listener
@@ -69,6 +75,7 @@ import actors
 from actors import GenServer
 from supervision import ChildSpec
 from transport import Channel, Endpoint, SocketHandler, broadcast, push
+from transport._endpoint import check_secret_key_base
 from transport.presence import Presence
 from transport.pubsub import PubSub, PubSubError
 
@@ -280,15 +287,23 @@ endpoint = Endpoint(
     http_app=StaticApp(),
     sockets=[
         # Phoenix's defaults, but a bounded frame size: the page sends small chat messages.
-        ("/socket", DemoSocket, {"websocket": {"timeout": 60_000, "max_frame_size": 64 * 1024}}),
+        # LongPoll for browsers behind proxies that block WebSockets (the page falls back).
+        ("/socket", DemoSocket, {"websocket": {"timeout": 60_000, "max_frame_size": 64 * 1024}, "longpoll": True}),
     ],
 )
 
 
-def children(server_opts: dict | None = None) -> list:
+def children(server_opts: dict | None = None, *, secret_key_base: str | bytes | None = None) -> list:
     """The demo application's children: PubSub, the presence tracker, the endpoint (with
     its HTTP listener when ``server_opts`` is ``{"host": ..., "port": ...}``; without one
-    for ``None``), then the numbers publisher (last: see the module doc)."""
+    for ``None``), then the numbers publisher (last: see the module doc).
+
+    ``secret_key_base`` (64 bytes or more) becomes the endpoint's: its LongPoll session
+    tokens are signed with it. Without one the endpoint keeps its own (``phx-serve`` sets
+    it before the tree starts); a listener started with none refuses to start.
+    """
+    if secret_key_base is not None:
+        endpoint.secret_key_base = check_secret_key_base(secret_key_base)
     return [
         PubSub.child_spec(name=PUBSUB),
         presence.child_spec(),

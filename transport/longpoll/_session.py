@@ -159,6 +159,10 @@ class _Session:
         conn = self.conn
         io = self.io
         for opcode, data in frames:
+            if opcode == "binary" and data.__class__ is str:
+                # A request on another node sent the frames over the PubSub: the Redis wire
+                # (Erlang terms) hands back a binary holding valid UTF-8 as str.
+                data = data.encode("utf-8")
             io.frames_in += 1
             io.bytes_in += len(data)
             try:

@@ -1,5 +1,7 @@
 // The demo page: live numbers from numbers:positive / numbers:negative, and a chat in room:lobby.
 // window.demo exposes the socket and channels (and a log of channel events) for the console and tests.
+// The socket uses WebSocket and falls back to LongPoll when WebSockets are blocked (as a
+// Phoenix app's app.js does with longPollFallbackMs); ?transport=longpoll uses LongPoll only.
 (function () {
   "use strict";
 
@@ -13,8 +15,14 @@
     if (events.length > 500) events.shift();
   }
 
+  const longPollOnly = new URLSearchParams(window.location.search).get("transport") === "longpoll";
   const socket = new Phx.Socket("/socket", {
-    logger: (kind, msg, data) => console.debug(`[phx ${kind}] ${msg}`, data === undefined ? "" : data),
+    transport: longPollOnly ? "longpoll" : "websocket",
+    longPollFallbackMs: longPollOnly ? undefined : 2500,
+    logger: (kind, msg, data) => {
+      if (kind === "transport" && msg.startsWith("falling back")) note(msg);
+      console.debug(`[phx ${kind}] ${msg}`, data === undefined ? "" : data);
+    },
   });
 
   // -- connection badge ---------------------------------------------------------------------
@@ -29,9 +37,9 @@
 
   socket.onOpen(() => {
     clearInterval(countdown);
-    note("socket open");
+    note(`socket open ${socket.transport.name}`);
     document.body.classList.remove("offline");
-    setBadge("connected", "connected");
+    setBadge(socket.transport === Phx.LongPoll ? "connected · long polling" : "connected", "connected");
   });
 
   socket.onClose((event, reconnectInMs) => {
@@ -185,6 +193,9 @@
 
   window.demo = {
     socket,
+    get transport() {
+      return socket.transport.name;
+    },
     numbers,
     events,
     get room() {

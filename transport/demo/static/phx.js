@@ -29,9 +29,15 @@
  *    phx_close as final; this one rejoins, which is what a page that must stay live wants.)
  *  - buffering: pushes made before a channel has joined are sent once it has (or time out).
  *
+ * Transports: WebSocket (the default), or Phoenix's long polling with {transport: "longpoll"}
+ * (Phx.LongPoll: GET <endpoint>/longpoll holds a poll open, POSTs carry ndjson batches);
+ * with {longPollFallbackMs: N} the socket tries WebSocket first and falls back to LongPoll
+ * when it fails or is not healthy (a heartbeat answered) within N ms, and remembers the
+ * fallback for the browser session (sessionStorage "phx:fallback:LongPoll"), as phoenix.js.
+ *
  * Phx.Presence keeps a channel's presence list from "presence_state"/"presence_diff".
  *
- * Not covered: the V1 object framing, binary payloads, the LongPoll fallback.
+ * Not covered: the V1 object framing, binary payloads.
  */
 (function (global) {
   "use strict";
@@ -320,11 +326,188 @@
     }
   }
 
+  const MAX_LONGPOLL_BATCH = 100; // frames per POST, as phoenix.js
+  const LONGPOLL_TIMEOUT = 20000; // a request's bound; above the server's 10 s window
+  const FALLBACK_KEY = "phx:fallback:LongPoll";
+
+  /**
+   * Phoenix's long-poll transport, with the interface of a WebSocket as Socket uses it
+   * (readyState, send, close, onopen/onmessage/onerror/onclose).
+   *
+   * The wire (every answer is HTTP 200 with a JSON body {status, token, messages}):
+   * GET without a token opens a session (410 + its token); GET ?token=T answers 200 with
+   * the messages the server holds for us, or 204 when none came within its window, and is
+   * sent again at once; 403 means refused. Frames go up in POSTs of application/x-ndjson,
+   * one frame a line, at most 100 a POST, one POST at a time; frames sent meanwhile wait
+   * for the next. Any failure (a network error, a timeout, 500, a POST not answered 200,
+   * or a 410 once open: the server lost the session) closes the transport, so the socket
+   * reconnects with a new session and its channels rejoin.
+   */
+  class LongPoll {
+    constructor(url) {
+      this.pollURL = LongPoll.pollURL(url);
+      this.token = null;
+      this.readyState = 0; // 0 connecting, 1 open, 3 closed (as WebSocket)
+      this.skipHeartbeat = true; // every poll is one
+      this.timeout = LONGPOLL_TIMEOUT;
+      this.requests = new Set();
+      this.batch = null; // frames gathered in this turn of the event loop
+      this.batchTimer = null;
+      this.queued = []; // frames sent while a POST is in flight
+      this.posting = false;
+      this.onopen = this.onerror = this.onmessage = this.onclose = null;
+      // The socket sets the callbacks after constructing us: start on the next turn.
+      setTimeout(() => this.poll(), 0);
+    }
+
+    /** "ws://h/socket/websocket?vsn=2.0.0" -> "http://h/socket/longpoll?vsn=2.0.0" */
+    static pollURL(url) {
+      return url.replace(/^ws(s?):/, "http$1:").replace(/\/websocket(?=\?|#|$)/, "/longpoll");
+    }
+
+    requestURL() {
+      if (this.token === null) return this.pollURL;
+      return this.pollURL + (this.pollURL.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(this.token);
+    }
+
+    poll() {
+      this.request("GET", "application/json", null, (answer) => {
+        if (answer.failed) return this.fail(answer.failed, 1006, answer.failed);
+        const body = answer.body || {};
+        if (typeof body.token === "string") this.token = body.token;
+        switch (body.status) {
+          case 200:
+            // Each message in a task of its own, as WebSocket messages arrive.
+            for (const data of Array.isArray(body.messages) ? body.messages : []) {
+              setTimeout(() => {
+                if (this.readyState === 1 && this.onmessage) this.onmessage({ data });
+              }, 0);
+            }
+            return this.poll();
+          case 204:
+            return this.poll();
+          case 410:
+            if (this.readyState === 1) return this.fail(410, 1006, "session lost");
+            this.readyState = 1;
+            if (this.onopen) this.onopen({});
+            return this.poll();
+          case 403:
+            return this.fail(403, 1008, "forbidden");
+          default:
+            return this.fail(body.status === undefined ? 0 : body.status, 1011, "internal server error");
+        }
+      });
+    }
+
+    send(data) {
+      if (typeof data !== "string") data = LongPoll.base64(data);
+      if (this.batch !== null) {
+        this.batch.push(data);
+      } else if (this.posting) {
+        this.queued.push(data);
+      } else {
+        // Everything sent in this turn of the event loop goes in one POST.
+        this.batch = [data];
+        this.batchTimer = setTimeout(() => {
+          const frames = this.batch;
+          this.batch = null;
+          this.batchTimer = null;
+          this.post(frames);
+        }, 0);
+      }
+    }
+
+    post(frames) {
+      this.posting = true;
+      const now = frames.slice(0, MAX_LONGPOLL_BATCH);
+      const later = frames.slice(MAX_LONGPOLL_BATCH);
+      this.request("POST", "application/x-ndjson", now.join("\n"), (answer) => {
+        const status = answer.failed || (answer.body && answer.body.status);
+        if (status !== 200) return this.fail(status, 1011, "internal server error");
+        const next = later.concat(this.queued.splice(0));
+        if (next.length > 0) this.post(next);
+        else this.posting = false;
+      });
+    }
+
+    close(code, reason) {
+      this.finish({ code: code || 1000, reason: reason || "", wasClean: true });
+    }
+
+    fail(what, code, reason) {
+      if (this.readyState === 3) return;
+      if (this.onerror) this.onerror(what);
+      this.finish({ code, reason, wasClean: false });
+    }
+
+    finish(event) {
+      if (this.readyState === 3) return;
+      this.readyState = 3;
+      clearTimeout(this.batchTimer);
+      this.batch = null;
+      this.queued = [];
+      for (const xhr of this.requests) xhr.abort();
+      this.requests.clear();
+      if (this.onclose) this.onclose(event);
+    }
+
+    /** callback({body} | {failed: 0 | "timeout"}), never after close. */
+    request(method, contentType, body, callback) {
+      if (this.readyState === 3) return;
+      const xhr = new XMLHttpRequest();
+      const done = (answer) => {
+        if (!this.requests.delete(xhr) || this.readyState === 3) return;
+        callback(answer);
+      };
+      xhr.open(method, this.requestURL(), true);
+      xhr.timeout = this.timeout;
+      xhr.setRequestHeader("Content-Type", contentType);
+      xhr.onload = () => {
+        let parsed = null;
+        try {
+          parsed = JSON.parse(xhr.responseText);
+        } catch (e) {
+          // not JSON: a proxy's error page, say; handled as status 0
+        }
+        done(xhr.status === 200 && parsed !== null && typeof parsed === "object" ? { body: parsed } : { failed: xhr.status || 0 });
+      };
+      xhr.onerror = () => done({ failed: 0 });
+      xhr.ontimeout = () => done({ failed: "timeout" });
+      this.requests.add(xhr);
+      xhr.send(body);
+    }
+
+    static base64(buffer) {
+      const bytes = new Uint8Array(buffer);
+      let text = "";
+      for (let i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
+      return btoa(text);
+    }
+  }
+
+  /** opts.transport: "websocket", "longpoll", or a class (a WebSocket-like constructor). */
+  function transportClass(option) {
+    if (option === "longpoll") return LongPoll;
+    if (option === undefined || option === null || option === "websocket") return global.WebSocket || LongPoll;
+    if (typeof option === "function") return option;
+    throw new Error(`unknown transport ${option}: use "websocket", "longpoll" or a class`);
+  }
+
+  function sessionStore() {
+    try {
+      return global.sessionStorage || null;
+    } catch (e) {
+      return null; // storage disabled: the fallback is not remembered
+    }
+  }
+
   class Socket {
     /**
      * endPoint: "/socket" (same host as the page), "//host:port/socket" or "ws://host:port/socket".
      * opts: params (object or function), timeout (10000 ms), heartbeatIntervalMs (30000),
-     * reconnectAfterMs(tries), rejoinAfterMs(tries), logger(kind, msg, data).
+     * reconnectAfterMs(tries), rejoinAfterMs(tries), logger(kind, msg, data),
+     * transport ("websocket", "longpoll" or a class), longPollFallbackMs (off by default),
+     * longpollerTimeout (20000 ms: the bound of one LongPoll request).
      */
     constructor(endPoint, opts) {
       opts = opts || {};
@@ -335,7 +518,14 @@
       this.reconnectAfterMs = opts.reconnectAfterMs || backoff([1000, 2000, 5000, 10000]);
       this.rejoinAfterMs = opts.rejoinAfterMs || backoff([1000, 2000, 5000, 10000]);
       this.logger = opts.logger || null;
-      this.transport = opts.transport || global.WebSocket;
+      this.transport = transportClass(opts.transport);
+      this.longPollFallbackMs = opts.longPollFallbackMs || null;
+      this.longpollerTimeout = opts.longpollerTimeout || LONGPOLL_TIMEOUT;
+      this.sessionStore = opts.sessionStorage !== undefined ? opts.sessionStorage : sessionStore();
+      this.fallbackTimer = null;
+      this.fallbackPingRef = null;
+      this.fellBack = false;
+      this.primaryPassedHealthCheck = false;
       this.conn = null;
       this.ref = 0;
       this.channels = [];
@@ -390,7 +580,15 @@
       if (this.conn !== null) return;
       this.reconnectTimer.reset();
       this.closeWasClean = false;
+      // Only until a WebSocket has worked on this page: later failures are the server's
+      // or the network's (a restart, an outage), not a proxy that blocks WebSockets.
+      if (this.longPollFallbackMs && this.transport !== LongPoll && !this.primaryPassedHealthCheck) {
+        if (this.fallbackRemembered()) return this.fallBack("remembered for this session");
+        clearTimeout(this.fallbackTimer);
+        this.fallbackTimer = setTimeout(() => this.fallBack("no healthy connection"), this.longPollFallbackMs);
+      }
       const conn = new this.transport(this.endPointURL());
+      conn.timeout = this.longpollerTimeout;
       this.conn = conn;
       conn.onopen = () => this.connOpened(conn);
       conn.onerror = (event) => this.connError(conn, event);
@@ -402,6 +600,8 @@
     disconnect(code, reason) {
       this.closeWasClean = true;
       this.reconnectTimer.reset();
+      clearTimeout(this.fallbackTimer);
+      this.fallbackTimer = null;
       const conn = this.conn;
       if (conn === null) return;
       this.dropConnection(code || 1000, reason || "", false);
@@ -428,11 +628,23 @@
 
     connOpened(conn) {
       if (conn !== this.conn) return;
-      this.log("transport", `connected to ${this.endPointURL()}`);
+      this.log("transport", `${this.transport.name} connected to ${this.endPointURL()}`);
       this.reconnectTimer.reset();
       const waiting = this.sendBuffer.splice(0);
       for (const send of waiting) send();
       this.startHeartbeat();
+      if (this.fallbackTimer !== null && this.transport !== LongPoll) {
+        // Open is not enough (a proxy may pass the upgrade and then no frames): healthy
+        // once a heartbeat is answered within another longPollFallbackMs.
+        clearTimeout(this.fallbackTimer);
+        this.fallbackTimer = setTimeout(() => this.fallBack("no heartbeat answered"), this.longPollFallbackMs);
+        this.fallbackPingRef = this.makeRef();
+        this.push({ topic: "phoenix", event: EVENTS.heartbeat, payload: {}, ref: this.fallbackPingRef, join_ref: null });
+      }
+      if (this.fellBack && this.transport === LongPoll && !this.primaryPassedHealthCheck) {
+        this.rememberFallback();
+        this.log("transport", "established LongPoll fallback");
+      }
       for (const c of this.channels.slice()) c.socketOpened();
       for (const cb of this.callbacks.open) cb();
     }
@@ -441,6 +653,8 @@
       if (conn !== this.conn) return;
       this.log("transport", "connection error", event);
       for (const cb of this.callbacks.error) cb(event);
+      // A WebSocket that fails before it was healthy: fall back now, not at the timer.
+      if (this.fallbackTimer !== null && this.transport !== LongPoll && conn === this.conn) this.fallBack("WebSocket error");
     }
 
     connMessage(conn, event) {
@@ -458,6 +672,13 @@
       }
       if (msg.topic === "phoenix" && msg.event === EVENTS.reply && msg.ref === this.pendingHeartbeatRef) {
         this.pendingHeartbeatRef = null;
+      }
+      if (msg.topic === "phoenix" && msg.ref !== null && msg.ref === this.fallbackPingRef) {
+        this.fallbackPingRef = null;
+        this.primaryPassedHealthCheck = true;
+        clearTimeout(this.fallbackTimer);
+        this.fallbackTimer = null;
+        this.log("transport", "WebSocket healthy: no LongPoll fallback");
       }
       for (const c of this.channels.slice()) {
         if (c.topic === msg.topic) c.handleMessage(msg);
@@ -491,10 +712,57 @@
       this.connClosed(conn, { code, reason, wasClean: false });
     }
 
+    // -- the LongPoll fallback ---------------------------------------------------------------
+
+    fallBack(why) {
+      clearTimeout(this.fallbackTimer);
+      this.fallbackTimer = null;
+      this.fallbackPingRef = null;
+      this.log("transport", `falling back to LongPoll (${why})`);
+      this.fellBack = true;
+      this.replaceTransport(LongPoll);
+      this.connect();
+    }
+
+    /** Drops the current connection without reconnecting or telling onClose, and uses transport from now on. */
+    replaceTransport(transport) {
+      const conn = this.conn;
+      this.transport = transport;
+      this.reconnectTimer.reset();
+      if (conn === null) return;
+      conn.onopen = conn.onmessage = conn.onerror = conn.onclose = null;
+      try {
+        conn.close(1000, "replaced");
+      } catch (e) {
+        // still opening: dropped all the same
+      }
+      this.conn = null;
+      this.stopHeartbeat();
+      this.sendBuffer = []; // joins waiting for this connection: channels rejoin on the next
+      for (const c of this.channels.slice()) c.socketClosed();
+    }
+
+    fallbackRemembered() {
+      try {
+        return !!(this.sessionStore && this.sessionStore.getItem(FALLBACK_KEY));
+      } catch (e) {
+        return false;
+      }
+    }
+
+    rememberFallback() {
+      try {
+        if (this.sessionStore) this.sessionStore.setItem(FALLBACK_KEY, "true");
+      } catch (e) {
+        // storage full or disabled: the next page load tries WebSocket again
+      }
+    }
+
     // -- heartbeat ------------------------------------------------------------------------
 
     startHeartbeat() {
       this.stopHeartbeat();
+      if (this.conn !== null && this.conn.skipHeartbeat) return;
       this.heartbeatTimer = setInterval(() => this.sendHeartbeat(), this.heartbeatIntervalMs);
     }
 
@@ -627,5 +895,5 @@
     }
   }
 
-  global.Phx = { Socket, Channel, Push, Presence, Serializer, backoff, VSN };
+  global.Phx = { Socket, Channel, Push, Presence, Serializer, LongPoll, backoff, VSN };
 })(typeof window !== "undefined" ? window : globalThis);
