@@ -391,6 +391,19 @@ def test_page_shows_live_numbers_and_chats(server, browser, sockets, tmp_path):
     assert severe == [], severe  # no script errors, CSP violations or failed loads
 
 
+def test_the_form_says_rename_once_joined_and_blank_messages_are_cleared_not_sent(server, browser, sockets):
+    browser.get(server.http + "/")
+    wait_for(browser, lambda d: d.find_element("id", "connection").text == "connected", 10, "socket not connected")
+    join_as(browser, "Blank")
+    assert browser.find_element("id", "join").text == "Rename"
+    _py, heard = listener(server, sockets)
+    send_from_page(browser, "   ")
+    wait_for(browser, lambda d: d.find_element("id", "message").get_attribute("value") == "", 5, "blanks left in the box")
+    body = unique("after the blanks")
+    send_from_page(browser, body)
+    assert heard.get(10).payload == {"name": "Blank", "body": body}  # the first line heard: no blank one before it
+
+
 def test_page_rejoins_the_room_after_its_channel_crashes(server, browser, sockets):
     browser.get(server.http + "/")
     join_as(browser, "Crashy")

@@ -128,6 +128,8 @@
     list.scrollTop = list.scrollHeight;
   }
 
+  const joinButton = $("join");
+
   function setChatStatus(text) {
     chatStatus.textContent = text;
   }
@@ -155,6 +157,7 @@
         if (channel !== room) return;
         note(`${ROOM} joined as ${name}`);
         sendButton.disabled = false;
+        joinButton.textContent = "Rename"; // joined: the same form now changes the name
         setChatStatus(`joined ${ROOM} as ${name}`);
       })
       .receive("error", (response) => {
@@ -177,7 +180,11 @@
   $("message-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const body = messageInput.value;
-    if (!room || !body.trim()) return;
+    if (!body.trim()) {
+      messageInput.value = ""; // nothing to send: do not leave the blanks in the box
+      return;
+    }
+    if (!room) return;
     room
       .push("new_msg", { body })
       .receive("ok", () => {
