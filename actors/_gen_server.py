@@ -40,7 +40,8 @@ caller received itself. Names may be ``('via', module, name)`` tuples (the modul
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 
@@ -154,7 +155,9 @@ def _check_hibernate_after(value: Any, fn: str) -> None:
         raise TypeError(f"{fn}: hibernate_after must be milliseconds >= 0 or None, got {value!r}")
 
 
-def _start(server: Any, init_arg: Any, name: str | None, timeout: float | None, link: bool, hibernate_after: int | None = None) -> Pid | None:
+def _start(
+    server: Any, init_arg: Any, name: str | None, timeout: float | None, link: bool, hibernate_after: int | None = None
+) -> Pid | None:
     instance = server() if isinstance(server, type) else server
     if not isinstance(instance, GenServer):
         raise TypeError(f"start: server must be a GenServer subclass or instance, got {server!r}")
@@ -171,6 +174,7 @@ def _start(server: Any, init_arg: Any, name: str | None, timeout: float | None, 
         monitor=True,
         initial_call=f"{type(instance).__module__}.{type(instance).__qualname__}.init",
     )
+    assert mref is not None  # monitor=True
 
     def is_answer(m: Any) -> bool:
         return m.__class__ is tuple and len(m) >= 2 and (m[1] is tag or m[1] is mref)
@@ -195,7 +199,7 @@ def _start(server: Any, init_arg: Any, name: str | None, timeout: float | None, 
     raise StartError(reason)
 
 
-def call(dest: "Pid | str", request: Any, timeout: float | None = 5.0) -> Any:
+def call(dest: Pid | str, request: Any, timeout: float | None = 5.0) -> Any:
     """Send ``request`` to a GenServer and wait up to ``timeout`` seconds for its reply.
 
     Raises :class:`CallExit` with ``why`` ``'noproc'`` (no such process), ``'timeout'``,
@@ -251,7 +255,7 @@ class RequestId:
         return f"RequestId({self.ref!r}, {self.dest!r})"
 
 
-def send_request(dest: "Pid | str | tuple", request: Any) -> RequestId:
+def send_request(dest: Pid | str | tuple, request: Any) -> RequestId:
     """Send a call to a GenServer without waiting (``gen_server:send_request/2``).
 
     The caller monitors the server until the answer is taken with :func:`wait_response`,
@@ -355,7 +359,7 @@ def _drop_monitor(me: Any, target: Any, ref: Ref) -> None:
         rt._remove_first(me.mailbox, lambda m: m.__class__ is tuple and len(m) == 5 and m[1] is ref and m[0] == "DOWN")
 
 
-def cast(dest: "Pid | str", request: Any) -> None:
+def cast(dest: Pid | str, request: Any) -> None:
     """Send ``request`` to a GenServer without waiting. Never fails, as OTP's cast."""
     proc = rt._lookup(dest, "cast")
     if proc is not None:
@@ -373,7 +377,7 @@ def reply(from_: From, value: Any) -> None:
     rt.send(from_[0], (from_[1], value))
 
 
-def stop(dest: "Pid | str", reason: Any = "normal", timeout: float | None = None) -> None:
+def stop(dest: Pid | str, reason: Any = "normal", timeout: float | None = None) -> None:
     """Stop a GenServer with ``reason`` (its ``terminate`` runs) and wait until it is dead.
 
     Raises :class:`CallExit` with ``'noproc'`` if it is not alive, ``'timeout'`` if it is
@@ -402,7 +406,7 @@ def stop(dest: "Pid | str", reason: Any = "normal", timeout: float | None = None
 # System requests (OTP's sys module), answered by every GenServer-based process.
 
 
-def get_state(dest: "Pid | str", timeout: float | None = 5.0) -> Any:
+def get_state(dest: Pid | str, timeout: float | None = 5.0) -> Any:
     """The state of a GenServer-based process, as ``sys:get_state``."""
     return _call(dest, _SYSTEM, "get_state", timeout)
 
@@ -414,7 +418,7 @@ class _ReplaceFailed:
         self.error = error
 
 
-def replace_state(dest: "Pid | str", fn: Callable[[Any], Any], timeout: float | None = 5.0) -> Any:
+def replace_state(dest: Pid | str, fn: Callable[[Any], Any], timeout: float | None = 5.0) -> Any:
     """Replace a GenServer's state with ``fn(state)`` inside the server; returns the new state.
 
     If ``fn`` raises, the server keeps its state and runs on, and the caller gets
@@ -428,9 +432,9 @@ def replace_state(dest: "Pid | str", fn: Callable[[Any], Any], timeout: float | 
     return result
 
 
-def get_status(dest: "Pid | str", timeout: float | None = 5.0) -> dict[str, Any]:
+def get_status(dest: Pid | str, timeout: float | None = 5.0) -> dict[str, Any]:
     """Status of a GenServer-based process: module, state, parent, name, queue length."""
-    return _call(dest, _SYSTEM, "get_status", timeout)  # type: ignore[no-any-return]
+    return _call(dest, _SYSTEM, "get_status", timeout)
 
 
 # --------------------------------------------------------------------------------------
@@ -446,7 +450,9 @@ class _Stop(Exception):
         self.state = state
 
 
-def _server_main(server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: str | None, linked: bool, hibernate_after: Any) -> None:
+def _server_main(
+    server: GenServer, init_arg: Any, parent: Pid, tag: Ref, name: str | None, linked: bool, hibernate_after: Any
+) -> None:
     me = _current()
     me.system = server
     if name is not None and not _register_name(name, me, parent, tag):
@@ -675,7 +681,9 @@ def _log_crash(server: GenServer, pid: Pid, reason: Any, where: str, last_msg: A
     )
 
 
-def enter_loop(server: GenServer, state: Any, *, parent: Pid | None = None, timeout: Any = None, hibernate_after: int | None = None) -> None:
+def enter_loop(
+    server: GenServer, state: Any, *, parent: Pid | None = None, timeout: Any = None, hibernate_after: int | None = None
+) -> None:
     """Make the calling process a GenServer running ``server`` from ``state`` (OTP's enter_loop).
 
     For processes started some other way (e.g. ``spawn_child``) that want the GenServer

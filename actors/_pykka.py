@@ -98,8 +98,8 @@ import logging
 import queue
 import sys
 import uuid
-from typing import Any, Callable, Generic, TypeVar
-
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import pykka
 from gevent import get_hub
@@ -174,7 +174,7 @@ class GeventFuture(pykka.Future[T]):
             if exc_value.__traceback__ is not tb:
                 raise exc_value.with_traceback(tb)
             raise exc_value
-        return self._value  # type: ignore[no-any-return]
+        return self._value
 
     def set(self, value: Any = None) -> None:
         if self.ready() or self._get_hook is not None:
@@ -199,7 +199,6 @@ class GeventFuture(pykka.Future[T]):
         super().set_get_hook(func)
         if self._event is not None:
             self._event.set()
-
 
 
 def _fail_dead(future: Any, text: str) -> None:
@@ -383,7 +382,7 @@ class Actor(pykka.Actor):
     _actors_exit: Any = None  # None (normal), an Exit, or the exception that crashed it
 
     _actor_ref: ActorRef[Any]
-    actor_inbox: _Inbox  # type: ignore[assignment]
+    actor_inbox: _Inbox
     actor_stopped: _StopFlag  # type: ignore[assignment]
 
     def __init__(self, *_args: Any, **_kwargs: Any) -> None:
@@ -397,7 +396,7 @@ class Actor(pykka.Actor):
     # -- starting ---------------------------------------------------------------------
 
     @classmethod
-    def start(cls: type[A], *args: Any, **kwargs: Any) -> ActorRef[A]:  # type: ignore[override]
+    def start(cls: type[A], *args: Any, **kwargs: Any) -> ActorRef[A]:
         """Start an actor (unlinked). Unlike pykka's, it is not put in ``ActorRegistry``."""
         obj = cls(*args, **kwargs)
         obj._actors_start(link=False)
@@ -416,7 +415,7 @@ class Actor(pykka.Actor):
         return actor_child_spec(cls) if arg is None else actor_child_spec(cls, arg)
 
     @staticmethod
-    def _create_actor_inbox() -> _Inbox:  # type: ignore[override]
+    def _create_actor_inbox() -> _Inbox:
         return _Inbox()
 
     @staticmethod
@@ -548,12 +547,7 @@ class Actor(pykka.Actor):
                     "state": self,
                 },
             )
-        elif (
-            request.__class__ is tuple
-            and len(request) == 2
-            and request[0].__class__ is str
-            and request[0] == "terminate"
-        ):
+        elif request.__class__ is tuple and len(request) == 2 and request[0].__class__ is str and request[0] == "terminate":
             self._actors_stop_with(request[1])
         else:
             reply(from_, ("error", ("unknown_system_msg", request)))

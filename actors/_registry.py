@@ -24,7 +24,8 @@ OS thread: there is no lock contention to spread); no listeners, no metadata, an
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from . import _runtime as rt
 from ._errors import ActorsError, RegistrationError
@@ -131,8 +132,9 @@ class Registry(GenServer):
         return super().handle_info(msg, table)
 
     def terminate(self, reason: Any, table: Any) -> None:
-        if _tables.get(table.name) is table:
-            del _tables[table.name]
+        name = table.name
+        if _tables.get(name) is table:
+            del _tables[name]
 
     # -- Elixir's API -----------------------------------------------------------------
 

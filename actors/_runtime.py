@@ -57,6 +57,19 @@ if Exit not in gevent.hub.Hub.NOT_ERROR:
 
 _MISSING: Any = object()
 
+# The mailbox of a hibernated process with nothing queued: one shared empty deque instead of
+# a 760-byte one each (a deque allocates a 64-slot block even when empty). Never appended
+# to: a delivery replaces it with a fresh deque, and so does a wake-up.
+class _NoMail(deque):
+    """The type of :data:`_NO_MAIL`: adding to it is a runtime bug, so it fails loudly."""
+
+    def _refuse(self, *_args: Any) -> None:
+        raise RuntimeError("a hibernated process's shared empty mailbox was written to")
+
+    append = appendleft = extend = extendleft = insert = _refuse
+
+
+_NO_MAIL: deque = _NoMail()
 
 
 class _Timeout:
@@ -189,10 +202,11 @@ class _Proc:
         self.pid = Pid(next(_pid_counter), self)
         self.glet = glet
         self.mailbox: deque = deque()
-        self.waiter: Waiter | None = None
-        self.links: set[_Proc] | None = None
-        self.monitors: dict[Ref, _Proc] | None = None  # monitors this process holds
-        self.monitored_by: dict[Ref, _Proc] | None = None  # monitors on this process
+        self.waiter: Any = None  # a _ProcWaiter while it waits, a _Wakeup while it hibernates
+        # Each None, one entry (_OneLink, _OneMonitor), or a set / dict from two entries on.
+        self.links: Any = None  # set of _Proc
+        self.monitors: Any = None  # Ref -> _Proc: monitors this process holds
+        self.monitored_by: Any = None  # Ref -> _Proc: monitors on this process
         self.trap_exit = False
         self.name: str | None = None
         self.alive = True
@@ -390,7 +404,7 @@ def _run_process(proc: _Proc, fn: Callable[..., Any], args: tuple, kwargs: dict)
         reason: Any = "normal"
     except _Hibernate as h:
         if proc.alive:
-            _park(proc, h.fn, h.args, h.kwargs)
+            _park(proc, h.fn, h.args, h.kwargs, h.on_exit)
             return
         reason = proc.reason
     except Exit as e:
@@ -447,16 +461,21 @@ def _spawn(
             ref = Ref()
             _add_monitor(parent, proc, ref)
     hub.loop.run_callback(g.switch, fn, args, kwargs)
+    global _wake_cb, _wake_waiter, _wake_many
+    if _wake_cb is not None:  # a hand-off must not overtake the new process's start
+        _wake_cb = _wake_waiter = None
+    _wake_many = True
     return proc.pid, ref
 
 
 class _Hibernate(BaseException):
     """Internal: unwinds a hibernating process's greenlet to _process_main."""
 
-    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict, on_exit: Any = None) -> None:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
+        self.on_exit = on_exit
 
 
 def _finished() -> None:
@@ -472,31 +491,88 @@ class _Wakeup:
     """A hibernating process's waiter: the first message starts a fresh greenlet that
     calls the continuation (``send`` wakes it exactly as it wakes a receive)."""
 
-    __slots__ = ("proc", "fn", "args", "kwargs")
+    __slots__ = ("proc", "fn", "args", "kwargs", "on_exit")
 
-    def __init__(self, proc: _Proc, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+    def __init__(self, proc: _Proc, fn: Callable[..., Any], args: tuple, kwargs: dict, on_exit: Any = None) -> None:
         self.proc = proc
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
+        # Called from the hub as on_exit(*args, reason) if the process dies while
+        # hibernating (it has no greenlet to unwind): what owns resources, a socket, releases them.
+        self.on_exit = on_exit
 
     def switch(self, _value: Any = True) -> None:
         proc = self.proc
         if not proc.alive:
             return
+        if proc.mailbox is _NO_MAIL:
+            proc.mailbox = deque()  # a wake-up without a message (a watcher's): loops keep it
         g = _ProcGreenlet(_process_main, get_hub())
         g.proc = proc
         proc.glet = g
         g.switch(self.fn, self.args, self.kwargs)
 
 
-def _park(proc: _Proc, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
+def _park(proc: _Proc, fn: Callable[..., Any], args: tuple, kwargs: dict, on_exit: Any = None) -> None:
     proc.glet = _HIBERNATED
-    wakeup = _Wakeup(proc, fn, args, kwargs)
+    wakeup = _Wakeup(proc, fn, args, kwargs, on_exit)
     if proc.mailbox:  # a message is already there: wake at once, as Erlang does
         get_hub().loop.run_callback(wakeup.switch, True)
     else:
+        proc.mailbox = _NO_MAIL
         proc.waiter = wakeup  # type: ignore[assignment]
+
+
+def _hibernate(fn: Callable[..., Any], args: tuple, on_exit: Any = None) -> Any:
+    """:func:`hibernate` for the runtime's own processes: ``on_exit(*args, reason)`` is
+    called from the hub if the process dies while it hibernates (a transport closes its
+    socket)."""
+    raise _Hibernate(fn, args, {}, on_exit)
+
+
+def _handoff(initial_call: Any, fn: Callable[..., Any], args: tuple) -> _Proc:
+    """Give the calling greenlet's process (adopting it first if need be) to a new greenlet
+    that runs ``fn(*args)`` at the hub's next turn; the caller runs on as a plain greenlet.
+
+    The process keeps its pid, mailbox, links, monitors and name: what the handler's greenlet
+    did as it (a socket's ``connect``) stays done by it. Its new greenlet is a spawned one,
+    so it may hibernate. For a connection accepted by a server's greenlet that is about to
+    end (pywsgi's, once a WebSocket upgrade is done).
+    """
+    g0 = getcurrent()
+    proc = _current()
+    if proc.adopted:
+        if _adopted.get(g0) is proc:
+            del _adopted[g0]
+        proc.adopted = False
+    elif proc.glet is not g0:  # pragma: no cover - only an adopted greenlet hands off
+        raise NotAProcessError("_handoff: the caller's process is not its own greenlet's")
+    g = _ProcGreenlet(_handoff_main, get_hub())
+    g.proc = proc
+    proc.glet = g
+    proc.initial_call = initial_call
+    get_hub().loop.run_callback(g.switch, fn, args)
+    return proc
+
+
+def _handoff_main(fn: Callable[..., Any], args: tuple) -> None:
+    g = getcurrent()
+    proc = g.proc  # type: ignore[attr-defined]
+    if proc.alive:
+        _process_main(fn, args, {})
+        return
+    # Killed before its greenlet ran: unlike a spawned function, fn owns what the old
+    # greenlet handed it (a socket), so it runs anyway and meets its death at its first
+    # runtime call.
+    try:
+        fn(*args)
+    except BaseException:  # noqa: BLE001, S110 - the process is dead already
+        pass
+    finally:
+        if _unwinding:
+            _unwinding.pop(proc, None)
+        g.proc = None  # type: ignore[attr-defined]
 
 
 def hibernate(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -548,11 +624,13 @@ def _deliver(proc: _Proc, msg: Any) -> None:
         queued = len(mailbox) + 1
         if queued > proc.high_water:
             proc.high_water = queued
+    elif mailbox is _NO_MAIL:
+        mailbox = proc.mailbox = deque()
     mailbox.append(msg)
     waiter = proc.waiter
     if waiter is not None:
         proc.waiter = None
-        get_hub().loop.run_callback(waiter.switch, True)
+        _wake(waiter)
     tracer = proc.tracer
     if tracer is not None:
         _trace_event(proc, tracer, ("trace", proc.pid, "receive", msg))
@@ -613,6 +691,7 @@ def send(dest: "Pid | str", msg: Any) -> None:
     ``dest`` may be a registered name, which must be registered (as Erlang's ``!``).
     Messages from one process to another arrive in the order they were sent.
     """
+    global _wake_cb, _wake_waiter, _wake_many
     if _unwinding:
         _check_caller()
     if dest.__class__ is Pid:
@@ -633,11 +712,20 @@ def send(dest: "Pid | str", msg: Any) -> None:
         queued = len(mailbox) + 1
         if queued > proc.high_water:
             proc.high_water = queued
+    elif mailbox is _NO_MAIL:
+        mailbox = proc.mailbox = deque()
     mailbox.append(msg)
     waiter = proc.waiter
     if waiter is not None:
         proc.waiter = None
-        get_hub().loop.run_callback(waiter.switch, True)
+        cb = get_hub().loop.run_callback(waiter.switch, True)
+        # _wake(waiter), inlined.
+        if _wake_cb is None and not _wake_many:
+            _wake_cb = cb
+            _wake_waiter = waiter
+        else:
+            _wake_cb = _wake_waiter = None
+            _wake_many = True
     if proc.tracer is not None:
         _trace_event(proc, proc.tracer, ("trace", proc.pid, "receive", msg))
 
@@ -652,13 +740,76 @@ def _check_caller() -> None:
             _dead_call(proc)
 
 
+# Direct hand-off. A process that wakes one other process (a send to a waiting process)
+# and then waits itself switches straight to the one it woke, if that wake-up is still
+# queued in the hub, instead of switching to the hub which would then switch to it: one
+# switch and one hub callback fewer per request/reply hop. A process that woke several
+# (or spawned one) before waiting goes through the hub, so they run in the order they were
+# woken; at most _HANDOFF_LIMIT hand-offs follow one another without a switch to the hub,
+# so processes that keep waking each other cannot starve I/O and timers.
+_wake_cb: Any = None  # the hub callback of the one wake-up scheduled since the last wait
+_wake_waiter: Any = None  # the _ProcWaiter it switches to
+_wake_many = False  # more than one wake-up (or a spawn) since the last wait: no hand-off
+_handoffs = 0  # hand-offs since a waiting process last switched to the hub
+_HANDOFF_LIMIT = 16
+
+
+class _ProcWaiter:
+    """How a waiting process is woken: the hub (a callback or a watcher) calls
+    ``switch(value)``, which resumes the process's greenlet where it blocked (``_block``)."""
+
+    __slots__ = ("greenlet",)
+
+    def __init__(self) -> None:
+        self.greenlet: Any = None
+
+    def switch(self, value: Any = None) -> None:
+        g = self.greenlet
+        if g is not None:
+            g.switch(value)
+
+
+def _wake(waiter: Any) -> None:
+    global _wake_cb, _wake_waiter, _wake_many
+    cb = get_hub().loop.run_callback(waiter.switch, True)
+    if _wake_cb is None and not _wake_many:
+        _wake_cb = cb
+        _wake_waiter = waiter
+    else:
+        _wake_cb = _wake_waiter = None
+        _wake_many = True
+
+
+def _block(waiter: _ProcWaiter) -> Any:
+    """Switch away until ``waiter`` is switched (its value): to the process this greenlet
+    last woke if that wake-up is still queued (the hand-off), else to the hub."""
+    global _wake_cb, _wake_waiter, _wake_many, _handoffs
+    me = waiter.greenlet = getcurrent()
+    try:
+        cb = _wake_cb
+        _wake_many = False
+        if cb is not None:
+            target_waiter = _wake_waiter
+            _wake_cb = _wake_waiter = None
+            if cb.pending and _handoffs < _HANDOFF_LIMIT and target_waiter.__class__ is _ProcWaiter:
+                target = target_waiter.greenlet  # blocked in its own _block
+                if target is not None and target is not me:
+                    cb.stop()
+                    _handoffs += 1
+                    return target.switch(True)  # what the queued callback would have given it
+        _handoffs = 0
+        return get_hub().switch()
+    finally:
+        waiter.greenlet = None
+
+
 def _wait(proc: _Proc, timeout: float | None) -> bool:
     """Block until a message arrives (True) or ``timeout`` seconds pass (False)."""
     if timeout is None:
-        waiter = Waiter(get_hub())
+        waiter = _ProcWaiter()
         proc.waiter = waiter
         try:
-            waiter.get()
+            _block(waiter)
             return True
         finally:
             proc.waiter = None
@@ -680,11 +831,11 @@ def _wait_watcher(proc: _Proc, watcher: Any) -> Any:
     its socket's read watcher (as an Erlang process gets socket data as messages), a
     GenServer on its reusable hibernate_after timer (no timer allocated per wait).
     """
-    waiter = Waiter(get_hub())
+    waiter = _ProcWaiter()
     proc.waiter = waiter
     watcher.start(waiter.switch, WATCHER_FIRED)
     try:
-        return waiter.get()
+        return _block(waiter)
     finally:
         proc.waiter = None
         watcher.stop()
@@ -842,24 +993,115 @@ def flush() -> list[Any]:
 # --------------------------------------------------------------------------------------
 
 
+# Link and monitor tables hold one entry in most processes (a channel: its supervisor, its
+# transport): that one entry is a two-slot object with the set's or dict's methods the
+# runtime uses, 48 bytes instead of a 216-byte set or a 224-byte dict. A second entry turns
+# the table into a set or dict.
+
+
+class _OneLink:
+    """A link table with at most one process in it (set-like: iter, len, discard)."""
+
+    __slots__ = ("proc",)
+
+    def __init__(self, proc: _Proc) -> None:
+        self.proc: _Proc | None = proc
+
+    def __bool__(self) -> bool:
+        return self.proc is not None
+
+    def __len__(self) -> int:
+        return 0 if self.proc is None else 1
+
+    def __iter__(self) -> Any:
+        return iter(() if self.proc is None else (self.proc,))
+
+    def __contains__(self, proc: Any) -> bool:
+        return proc is self.proc and proc is not None
+
+    def discard(self, proc: Any) -> None:
+        if proc is self.proc:
+            self.proc = None
+
+
+class _OneMonitor:
+    """A monitor table with at most one monitor in it (dict-like: pop, get, items, values)."""
+
+    __slots__ = ("ref", "proc")
+
+    def __init__(self, ref: Ref, proc: _Proc) -> None:
+        self.ref: Ref | None = ref
+        self.proc: _Proc | None = proc
+
+    def __bool__(self) -> bool:
+        return self.ref is not None
+
+    def __len__(self) -> int:
+        return 0 if self.ref is None else 1
+
+    def __iter__(self) -> Any:
+        return iter(() if self.ref is None else (self.ref,))
+
+    def __contains__(self, ref: Any) -> bool:
+        return self.ref is not None and self.ref == ref
+
+    def get(self, ref: Any, default: Any = None) -> Any:
+        return self.proc if self.ref is not None and self.ref == ref else default
+
+    def __getitem__(self, ref: Any) -> Any:
+        if self.ref is not None and self.ref == ref:
+            return self.proc
+        raise KeyError(ref)
+
+    def pop(self, ref: Any, default: Any = None) -> Any:
+        if self.ref is not None and self.ref == ref:
+            proc = self.proc
+            self.ref = self.proc = None
+            return proc
+        return default
+
+    def items(self) -> Any:
+        return () if self.ref is None else ((self.ref, self.proc),)
+
+    def values(self) -> Any:
+        return () if self.ref is None else (self.proc,)
+
+
+def _with_link(links: Any, other: _Proc) -> Any:
+    if links is None:
+        return _OneLink(other)
+    if links.__class__ is _OneLink:
+        if links.proc is None or links.proc is other:
+            links.proc = other
+            return links
+        return {links.proc, other}
+    links.add(other)
+    return links
+
+
+def _with_monitor(table: Any, ref: Ref, proc: _Proc) -> Any:
+    if table is None:
+        return _OneMonitor(ref, proc)
+    if table.__class__ is _OneMonitor:
+        if table.ref is None:
+            table.ref = ref
+            table.proc = proc
+            return table
+        return {table.ref: table.proc, ref: proc}
+    table[ref] = proc
+    return table
+
+
 def _add_link(a: _Proc, b: _Proc) -> None:
     if a is b:
         return
-    if a.links is None:
-        a.links = set()
-    if b.links is None:
-        b.links = set()
-    a.links.add(b)
-    b.links.add(a)
+    a.links = _with_link(a.links, b)
+    b.links = _with_link(b.links, a)
 
 
 def _add_monitor(watcher: _Proc, target: _Proc, ref: Ref) -> None:
-    if watcher.monitors is None:
-        watcher.monitors = {}
-    if target.monitored_by is None:
-        target.monitored_by = {}
-    watcher.monitors[ref] = target
-    target.monitored_by[ref] = watcher
+    watcher.monitors = _with_monitor(watcher.monitors, ref, target)
+    target.monitored_by = _with_monitor(target.monitored_by, ref, watcher)
 
 
 def _check_pid(pid: Any, fn: str) -> None:
@@ -1040,6 +1282,8 @@ def _terminate(proc: _Proc, reason: Any) -> None:
             continue
         p.alive = False
         p.reason = why
+        if _exit_counts is not None:
+            _count_exit(why)
         pid = p.pid
         pid._proc = None
         _procs.pop(pid, None)
@@ -1057,6 +1301,13 @@ def _terminate(proc: _Proc, reason: Any) -> None:
                 if traced.tracer is p:
                     _stop_tracing(traced)
         p.mailbox.clear()
+        if p.glet is _HIBERNATED:
+            # No greenlet to unwind; the wake-up and the record point at each other, so
+            # drop the link (the record is freed at once) and tell the owner of resources.
+            wakeup = p.waiter
+            p.waiter = None
+            if wakeup is not None and wakeup.on_exit is not None:  # type: ignore[attr-defined]
+                get_hub().loop.run_callback(wakeup.on_exit, *wakeup.args, why)  # type: ignore[attr-defined]
         if p.timers:
             _cancel_timers(p)
         if p.monitors:
@@ -1323,6 +1574,76 @@ def processes() -> list[Pid]:
     return list(_procs)
 
 
+# Exits counted by reason class while someone asked for it (count_exits): None costs one
+# check per death, which is all a server without metrics pays.
+_exit_counts: dict[str, int] | None = None
+_count_base = 0  # live processes when counting started: spawned = live - base + exits
+
+
+def exit_reason_class(reason: Any) -> str:
+    """``'normal'``, ``'shutdown'`` (also ``('shutdown', term)``), ``'killed'`` or
+    ``'error'`` (a crash, or any other reason): the classes operators count exits by."""
+    if reason.__class__ is str:
+        if reason in ("normal", "shutdown", "killed"):
+            return reason
+        return "killed" if reason == "kill" else "error"
+    if reason.__class__ is tuple and len(reason) == 2 and reason[0] == "shutdown":
+        return "shutdown"
+    return "error"
+
+
+def _count_exit(reason: Any) -> None:
+    counts = _exit_counts
+    if counts is not None:
+        key = exit_reason_class(reason)
+        counts[key] = counts.get(key, 0) + 1
+
+
+def count_exits(on: bool) -> None:
+    """Start (from zero) or stop counting spawns and exits for :func:`statistics`."""
+    global _exit_counts, _count_base
+    if on:
+        _reap_dead_adopted()
+        _count_base = len(_procs)
+        _exit_counts = {"normal": 0, "shutdown": 0, "killed": 0, "error": 0}
+    else:
+        _exit_counts = None
+
+
+def statistics(pace: Callable[[], None] | None = None) -> dict[str, Any]:
+    """The runtime's own figures, as ``erlang:statistics``/``system_info`` give them.
+
+    ``process_count``; ``message_queue_total`` (messages queued in all mailboxes),
+    ``longest_message_queue`` and ``longest_message_queue_pid`` (None when every mailbox
+    is empty); and while :func:`count_exits` is on, ``spawned`` and ``exits`` (by
+    :func:`exit_reason_class`) since it was turned on, else None. One pass over the
+    process table (15-20 ms per 30,000 processes), calling ``pace()`` every 64 processes
+    if given: a caller that must not hold the loop that long yields there.
+    """
+    _reap_dead_adopted()
+    longest = 0
+    longest_proc = None
+    total = 0
+    for i, proc in enumerate(list(_procs.values())):
+        if pace is not None and not i & 63:
+            pace()
+        n = len(proc.mailbox)
+        if n:
+            total += n
+            if n > longest:
+                longest, longest_proc = n, proc
+    counts = _exit_counts
+    exits = dict(counts) if counts is not None else None
+    return {
+        "process_count": len(_procs),
+        "message_queue_total": total,
+        "longest_message_queue": longest,
+        "longest_message_queue_pid": longest_proc.pid if longest_proc is not None else None,
+        "spawned": len(_procs) - _count_base + sum(exits.values()) if exits is not None else None,
+        "exits": exits,
+    }
+
+
 def set_label(label: Any) -> None:
     """Attach a descriptive label to the caller, shown by ``process_info`` (OTP 27's)."""
     _current().label = label
@@ -1447,6 +1768,8 @@ def _trace_event(proc: _Proc, tracer: _Proc, event: tuple) -> None:
         return
     if tracer is proc:
         return  # a process tracing itself would trace its own trace messages forever
+    if tracer.mailbox is _NO_MAIL:
+        tracer.mailbox = deque()
     tracer.mailbox.append(event)
     waiter = tracer.waiter
     if waiter is not None:

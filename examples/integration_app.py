@@ -282,7 +282,10 @@ longpoll_endpoint = Endpoint(
         (
             "/ws/connect_info",
             UserSocketConnectInfo,
-            {"websocket": False, "longpoll": {**_LONGPOLL, "connect_info": ["trace_context_headers", "x_headers", "peer_data", "uri"]}},
+            {
+                "websocket": False,
+                "longpoll": {**_LONGPOLL, "connect_info": ["trace_context_headers", "x_headers", "peer_data", "uri"]},
+            },
         ),
         ("/ws/slow", SlowSocket, {"websocket": False, "longpoll": _LONGPOLL}),
         ("/js", UserSocket, {"websocket": False, "longpoll": _LONGPOLL_JS}),

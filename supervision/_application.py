@@ -91,7 +91,9 @@ class Application:
         if self._ref is None:
             return self.exit_reason
         ref = self._ref
-        msg = actors.receive(lambda m: m.__class__ is tuple and len(m) == 5 and m[1] is ref and m[0] == "DOWN", timeout, default=TIMEOUT)
+        msg = actors.receive(
+            lambda m: m.__class__ is tuple and len(m) == 5 and m[1] is ref and m[0] == "DOWN", timeout, default=TIMEOUT
+        )
         if msg is TIMEOUT:
             return TIMEOUT
         self._ref = None
@@ -108,7 +110,7 @@ class Application:
         self.exit_reason = msg[4]
         return True
 
-    def __enter__(self) -> "Application":
+    def __enter__(self) -> Application:
         self.start()
         return self
 

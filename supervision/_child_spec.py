@@ -16,8 +16,9 @@ so a start function that forgot to link is still supervised.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from actors import CallExit, Exit, GenServer, Pid, StartError
 from actors import _runtime as rt

@@ -51,6 +51,11 @@ class DynamicSupervisor(GenServer):
         self._restarting: dict[Any, ChildSpec] = {}
         self._stopping = False
 
+    def restart_statistics(self) -> dict[str, Any] | None:
+        """Restarts within the intensity window and since start (as a Supervisor's)."""
+        intensity = getattr(self, "_intensity", None)
+        return intensity.statistics() if intensity is not None else None
+
     @classmethod
     def child_spec(cls, opts: dict[str, Any] | None = None) -> ChildSpec:
         """This supervisor as a child of another (type supervisor, shutdown infinity)."""

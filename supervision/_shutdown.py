@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
+
+from gevent import get_hub
 
 import actors
 from actors import TIMEOUT, Pid
@@ -114,12 +117,12 @@ def shutdown_many(children: Iterable[tuple[Pid, Any]]) -> dict[Pid, Any]:
             actors.exit(pid, "shutdown")
             if shutdown != "infinity":
                 groups.setdefault(shutdown, set()).add(ref)
-    start = rt.get_hub().loop.now()
+    start = get_hub().loop.now()
     deadlines = sorted((start + ms / 1000.0, ms) for ms in groups)
     while refs:
         timeout = None
         if deadlines:
-            timeout = max(0.0, deadlines[0][0] - rt.get_hub().loop.now())
+            timeout = max(0.0, deadlines[0][0] - get_hub().loop.now())
         msg = actors.receive(
             lambda m: m.__class__ is tuple and len(m) == 5 and m[0] == "DOWN" and m[1] in refs,
             timeout,
@@ -128,9 +131,9 @@ def shutdown_many(children: Iterable[tuple[Pid, Any]]) -> dict[Pid, Any]:
         if msg is TIMEOUT:
             _due, ms = deadlines.pop(0)
             for ref in groups.pop(ms):
-                pid = refs.get(ref)
-                if pid is not None:  # still alive when its group's time ran out
-                    actors.exit(pid, "kill")
+                late = refs.get(ref)
+                if late is not None:  # still alive when its group's time ran out
+                    actors.exit(late, "kill")
             continue
         ref = msg[1]
         pid = refs.pop(ref)

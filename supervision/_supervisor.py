@@ -109,15 +109,24 @@ def validate_flags(
 class RestartIntensity:
     """OTP's restart intensity: at most ``max_restarts`` within a sliding ``max_seconds``."""
 
-    __slots__ = ("max_restarts", "max_seconds", "_stamps")
+    __slots__ = ("max_restarts", "max_seconds", "_stamps", "total")
 
     def __init__(self, max_restarts: int, max_seconds: float) -> None:
         self.max_restarts = max_restarts
         self.max_seconds = max_seconds
         self._stamps: deque[float] = deque()
+        #: Restarts since the supervisor started (OTP keeps none; operators count them).
+        self.total = 0
+
+    def statistics(self) -> dict[str, Any]:
+        """``recent`` restarts within the window, ``total`` since start, and the limits."""
+        threshold = time.monotonic() - self.max_seconds
+        return {"recent": sum(1 for s in self._stamps if s >= threshold), "total": self.total,
+                "max_restarts": self.max_restarts, "max_seconds": self.max_seconds}
 
     def add(self) -> bool:
         """Record a restart; False when that exceeds the intensity."""
+        self.total += 1
         now = time.monotonic()
         stamps = self._stamps
         stamps.append(now)
@@ -138,6 +147,12 @@ class Supervisor(GenServer):
     def children(self, arg: Any) -> list[Any]:
         """The child specs to start; override in a subclass (default: ``arg`` itself)."""
         return arg  # type: ignore[no-any-return]
+
+    def restart_statistics(self) -> dict[str, Any] | None:
+        """:meth:`RestartIntensity.statistics` of this supervisor (None before ``init``):
+        tools read it from ``get_state``."""
+        intensity = getattr(self, "_intensity", None)
+        return intensity.statistics() if intensity is not None else None
 
     @classmethod
     def child_spec(cls, arg: Any = None) -> ChildSpec:

@@ -61,15 +61,28 @@ class RedisServer:
         self.proc: subprocess.Popen | None = None
 
     @classmethod
-    def start(cls) -> "RedisServer":
+    def start(cls) -> RedisServer:
         server = cls(require_redis(), free_port(), tempfile.mkdtemp(prefix="greenphx-redis-"))
         server._launch()
         return server
 
     def _launch(self) -> None:
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--loglevel", "warning"],
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--loglevel",
+                "warning",
+            ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -28,14 +28,15 @@ from ._channel import (
     reply,
     socket_ref,
 )
+from ._drainer import Drainer
 from ._endpoint import Endpoint
+from ._logger import install as _install_logger
 from ._message import Binary, Broadcast, InvalidMessageError, Message, Reply
 from ._socket import Socket, SocketConnection, SocketHandler, connect
 from ._transport import close_code, serve, serve_stream
+from ._types import ConnectResult, HandleInfoResult, HandleInResult, HandleOutResult, JoinResult, ReplyStatus
 from .pubsub import BroadcastError, PubSub, PubSubError, UnknownPubSubError
-from ._drainer import Drainer
 from .serializers import DEFAULT_SERIALIZERS, V1, V2, EncodeError, Serializer, negotiate
-from ._logger import install as _install_logger
 
 _install_logger()
 
@@ -46,14 +47,20 @@ __all__ = [
     "BroadcastError",
     "Channel",
     "ChannelServer",
+    "ConnectResult",
     "Drainer",
     "EncodeError",
     "Endpoint",
+    "HandleInResult",
+    "HandleInfoResult",
+    "HandleOutResult",
     "InvalidMessageError",
+    "JoinResult",
     "Message",
     "PubSub",
     "PubSubError",
     "Reply",
+    "ReplyStatus",
     "Serializer",
     "Socket",
     "SocketConnection",

@@ -385,7 +385,7 @@ class ChannelServer(GenServer):
         if socket.pubsub_server is None:
             raise RuntimeError("the socket's endpoint has no pubsub_server configured")
         actors.monitor(socket.transport_pid)
-        fastlane = ("fastlane", socket.transport_pid, socket.serializer, frozenset(self.channel.intercept))
+        fastlane = ("fastlane", socket.transport_pid, socket.serializer, _intercepts(self.channel.intercept))
         pubsub.subscribe(socket.pubsub_server, socket.topic, fastlane)
         socket.joined = True
         return ("noreply", socket)
@@ -436,6 +436,20 @@ class ChannelServer(GenServer):
                 return result
         expected = _HANDLE_IN_RESULTS if callback == "handle_in" else _NOREPLY_RESULTS
         raise actors.BadReturnError(f"{type(self.channel).__qualname__}.{callback}", result, expected)
+
+
+# Intercept lists as frozensets, one per distinct list (a channel class's), not one per join.
+_INTERCEPTS: dict[tuple, frozenset] = {}
+
+
+def _intercepts(events: Any) -> frozenset:
+    key = tuple(events)
+    found = _INTERCEPTS.get(key)
+    if found is None:
+        found = frozenset(key)
+        if len(_INTERCEPTS) < 1_000:  # lists built per join (unusual) are not kept
+            _INTERCEPTS[key] = found
+    return found
 
 
 def _is_graceful(reason: Any) -> bool:

@@ -97,10 +97,8 @@ def _channel_pids(pool: str) -> list:
     top = actors.whereis(pool)
     if top is None:
         return []
-    pids = []
+    pids: list[actors.Pid] = []
     for row in which_children(top):
         if isinstance(row.pid, actors.Pid):
             pids.extend(child.pid for child in which_children(row.pid) if isinstance(child.pid, actors.Pid))
     return pids
-
-

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors import Pid
 from supervision import ChildSpec, PartitionSupervisor
 
 from ._message import Broadcast
@@ -141,7 +142,7 @@ class Endpoint:
 
         pubsub.broadcast(self._pubsub(), topic, Broadcast(topic=topic, event=event, payload=payload), dispatch)
 
-    def broadcast_from(self, from_pid: Any, topic: str, event: str, payload: Any) -> None:
+    def broadcast_from(self, from_pid: Pid, topic: str, event: str, payload: Any) -> None:
         """Broadcast to every subscriber of ``topic`` except ``from_pid``."""
         from . import pubsub
         from ._channel import dispatch

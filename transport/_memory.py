@@ -19,7 +19,8 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import actors
 

@@ -10,7 +10,8 @@ nanoseconds) and metadata. The transport layer emits ``('phoenix', 'socket_conne
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 log = logging.getLogger("transport.telemetry")
 

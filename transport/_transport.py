@@ -43,10 +43,12 @@ __all__ = [
     "OutboundQueue",
     "TransportIO",
     "close_code",
+    "outbound_queues",
     "outbound_statistics",
     "push",
     "serve",
     "serve_stream",
+    "spawn_stream",
     "stream_transports",
 ]
 
@@ -65,6 +67,10 @@ SLOW_CONSUMER = ("shutdown", "slow_consumer")
 OUTBOUND_POLICIES = ("close", "drop_oldest")
 # A transport handling a run of mailbox messages tries its socket after this many.
 _MESSAGES_PER_READ = 16
+#: Seconds without input after which a spawned stream transport with nothing queued
+#: hibernates (drops its greenlet until input, a message or a partly written push wakes
+#: it; direct pushes need no wake-up), as a channel does after its ``hibernate_after``.
+HIBERNATE_AFTER = 15.0
 
 # Stream transports waiting idle (mailbox empty, between frames), by process record, with
 # their io: a push to one of them is written by the pushing process at once when the
@@ -118,14 +124,21 @@ def outbound_statistics(pid: Any) -> dict[str, int] | None:
     return queue.statistics() if queue is not None else None
 
 
+def outbound_queues() -> list["OutboundQueue"]:
+    """The :class:`OutboundQueue` of every live stream transport (one per WebSocket): a
+    snapshot for operator tools, which read the counters without asking any process."""
+    return list(_outbound.values())
+
+
 def stream_transports(handler: Any, endpoint: Any = None) -> list:
-    """The pids of the live stream transports (WebSocket connections) of a socket handler,
-    of one endpoint if given: what the drainer closes and operators count."""
+    """The pids of the live stream transports (WebSocket connections) of a socket handler
+    (None: of every handler), of one endpoint if given: what the drainer closes and
+    operators count."""
     return [
         proc.pid
         for proc, queue in list(_outbound.items())
         if queue.conn is not None
-        and queue.conn.handler is handler
+        and (handler is None or queue.conn.handler is handler)
         and (endpoint is None or queue.conn.socket.endpoint is endpoint)
     ]
 
@@ -284,8 +297,9 @@ def serve_stream(
     proc = _rt._adopt_current("transport.serve")
     actors.set_label(("socket", conn.handler.__qualname__, conn.socket.id))
     queue = _outbound[proc] = OutboundQueue(max_outbound_bytes, outbound_policy, io, conn)
+    state = _Stream(conn, io, proc, stream, idle_timeout, queue, None)
     try:
-        _run(_stream_loop, conn, io, proc, stream, idle_timeout, queue)
+        _run(_stream_loop, conn, io, state)
         _rt._release_current("normal")
     except actors.Exit as e:
         _rt._release_current(e.reason)
@@ -300,16 +314,121 @@ def serve_stream(
         del _outbound[proc]
 
 
+class _Stream:
+    """A stream transport's state, kept outside its greenlet so that it can hibernate."""
+
+    __slots__ = ("conn", "io", "proc", "stream", "idle_timeout", "queue", "hibernate_after", "timer", "idle_check")
+
+    def __init__(self, conn: Any, io: Any, proc: Any, stream: Any, idle_timeout: float, queue: OutboundQueue, hibernate_after: float | None) -> None:
+        self.conn = conn
+        self.io = io
+        self.proc = proc
+        self.stream = stream
+        self.idle_timeout = idle_timeout
+        self.queue = queue
+        self.hibernate_after = hibernate_after  # None: never (an adopted greenlet cannot)
+        self.timer: Any = None  # the idle-check timer; None until the loop first runs
+        self.idle_check = (_IDLE_CHECK, proc.pid)
+
+
+def spawn_stream(
+    conn: Any,
+    io: TransportIO,
+    stream: Any,
+    idle_timeout: float,
+    max_outbound_bytes: int | None = None,
+    outbound_policy: str = "close",
+    hibernate_after: float | None = HIBERNATE_AFTER,
+) -> Any:
+    """:func:`serve_stream` in a process of its own: the calling greenlet (whose process, if
+    ``connect`` made one, becomes the transport, pid and all) returns at once and may end.
+
+    The transport then waits on its socket without any greenlet of the server's, and after
+    ``hibernate_after`` seconds without input (None: never) with nothing queued it
+    hibernates: no greenlet at all until input or a message arrives, while pushes are still
+    written directly to its socket. Once the process has exited it finishes the closing
+    handshake (``stream.wait_closed()``) itself. Returns the pid.
+    """
+    proc = _rt._current()
+    queue = _outbound[proc] = OutboundQueue(max_outbound_bytes, outbound_policy, io, conn)
+    state = _Stream(conn, io, proc, stream, idle_timeout, queue, hibernate_after)
+    actors.set_label(("socket", conn.handler.__qualname__, conn.socket.id))
+    _rt._handoff("transport.serve", _stream_main, (state,))
+    return proc.pid
+
+
+def _stream_main(state: _Stream) -> None:
+    """The body of a spawned stream transport, when it starts and at each wake-up."""
+    proc = state.proc
+    try:
+        _run(_stream_loop, state.conn, state.io, state)
+        reason: Any = "normal"
+    except _rt._Hibernate:
+        raise
+    except actors.Exit as e:
+        reason = e.reason
+    except GreenletExit:
+        reason = "killed"
+    except Exception as e:  # noqa: BLE001 - a crash: logged once, as for any process
+        if proc.alive:
+            log.error("Process %s (transport.serve) crashed: %r", proc.pid, e, exc_info=e, extra={"pid": str(proc.pid), "reason": e})
+        reason = e
+    # Exit first (channels see the DOWN now), then finish the TCP close as a dead process.
+    _rt._terminate(proc, reason)
+    _stream_ended(state)
+
+
+def _stream_ended(state: _Stream) -> None:
+    proc = state.proc
+    _idle_transports.pop(proc, None)
+    _outbound.pop(proc, None)
+    if state.timer is not None:
+        state.timer.close()
+    state.stream.wait_closed()
+
+
+def _hibernated_exit(state: _Stream, reason: Any) -> None:
+    # Called from the hub when a hibernating transport is killed: close as a live one does
+    # (a close frame with the code for the reason), in a greenlet, since writing may wait.
+    state.stream.read_event.stop()
+    _idle_transports.pop(state.proc, None)
+
+    def close() -> None:
+        state.io.close(close_code(reason))
+        _stream_ended(state)
+
+    get_hub().loop.run_callback(_spawn_plain, close)
+
+
+def _spawn_plain(fn: Any) -> None:
+    import gevent
+
+    gevent.spawn(fn)
+
+
+def _input_wakes(state: _Stream) -> None:
+    # The read watcher's callback while hibernating (in the hub): start the process.
+    state.stream.read_event.stop()
+    state.stream.input_ready()
+    proc = state.proc
+    wakeup = proc.waiter
+    if wakeup is not None and proc.alive:
+        proc.waiter = None
+        wakeup.switch(True)
+
+
 def _run(loop: Any, conn: Any, io: TransportIO, *args: Any) -> None:
     try:
         reason = loop(conn, io, *args)
     except ConnectionLost:
-        queue = args[-1] if args and args[-1].__class__ is OutboundQueue else None
+        queue = args[-1].queue if args and args[-1].__class__ is _Stream else None
         if queue is not None and queue.overflowed:
             # The write failed because the pusher aborted it for a client that stopped reading.
             conn.terminate(SLOW_CONSUMER)
             actors.exit(SLOW_CONSUMER)
         conn.terminate("remote")  # nobody left to write to: end quietly
+    except _rt._Hibernate:
+        raise
     except BaseException as e:
         # A crash, or an exit signal from outside: the client still gets a close frame.
         io.close(close_code(e.reason) if isinstance(e, actors.Exit) else INTERNAL_ERROR)
@@ -342,23 +461,42 @@ def _loop(conn: Any, io: TransportIO) -> Any:
             return end
 
 
-def _stream_loop(conn: Any, io: TransportIO, proc: Any, stream: Any, idle_timeout: float, queue: OutboundQueue | None) -> Any:
-    conn.init()
-    mailbox = proc.mailbox
+def _arm(state: _Stream, seconds: float) -> None:
+    timer = state.timer = get_hub().loop.timer(seconds)
+    timer.start(actors.send, state.proc.pid, state.idle_check)
+
+
+def _stream_loop(conn: Any, io: TransportIO, state: _Stream) -> Any:
+    proc = state.proc
+    stream = state.stream
+    idle_timeout = state.idle_timeout
+    queue = state.queue
+    hibernate_after = state.hibernate_after
     read = stream.read_nowait
     watcher = stream.read_event
+    idle = _idle_transports
+    # The idle timeout is a timer message, as Cowboy's is: one timer per connection, not
+    # one per wait. It fires at most once per idle period; input since it was armed only
+    # re-arms it for the time left. With hibernation it also fires hibernate_after after
+    # the last input.
+    first = min(idle_timeout, hibernate_after) if hibernate_after is not None else idle_timeout
+    if state.timer is None:
+        conn.init()
+        _arm(state, first)
+    else:  # woken from hibernation: by input, a message, or the timer's own message
+        watcher.stop()
+        idle.pop(proc, None)
+        stream.input_ready()
+        state.timer.close()
+        _arm(state, min(first, max(0.0, stream.input_at + idle_timeout - monotonic())))
+    mailbox = proc.mailbox
     would_block = stream.would_block
     wait = _rt._wait_watcher
     io_ready = _rt.WATCHER_FIRED
-    # The idle timeout is a timer message, as Cowboy's is: one timer per connection, not
-    # one per wait. It fires at most once per idle period; input since it was armed only
-    # re-arms it for the time left.
-    idle_check = (_IDLE_CHECK, proc.pid)
-    timer = get_hub().loop.timer(idle_timeout)
-    timer.start(actors.send, proc.pid, idle_check)
-    idle = _idle_transports
+    idle_check = state.idle_check
     direct = getattr(io, "send_nowait", None) is not None
     since_read = 0
+    hibernating = False
     try:
         while True:
             # Messages and frames alternate, and a busy mailbox still lets the socket be
@@ -385,9 +523,16 @@ def _stream_loop(conn: Any, io: TransportIO, proc: Any, stream: Any, idle_timeou
                     left = stream.input_at + idle_timeout - now
                     if left <= 0:
                         return _idle(conn, io)
-                    timer.close()
-                    timer = get_hub().loop.timer(left)
-                    timer.start(actors.send, proc.pid, idle_check)
+                    state.timer.close()
+                    if hibernate_after is not None:
+                        asleep_in = stream.input_at + hibernate_after - now
+                        if asleep_in <= 0 and not mailbox and direct:
+                            _arm(state, left)
+                            hibernating = True
+                            _hibernate(state)
+                        if asleep_in > 0:
+                            left = min(left, asleep_in)
+                    _arm(state, left)
                     continue
                 end = _on_message(conn, io, msg)
                 if end is not _GO_ON:
@@ -420,7 +565,16 @@ def _stream_loop(conn: Any, io: TransportIO, proc: Any, stream: Any, idle_timeou
             if end is not _GO_ON:
                 return end
     finally:
-        timer.close()
+        if not hibernating:
+            state.timer.close()
+
+
+def _hibernate(state: _Stream) -> None:
+    """Hibernate an idle spawned transport: its socket's read watcher or any message wakes
+    it, and pushes are written directly meanwhile (it stays in ``_idle_transports``)."""
+    _idle_transports[state.proc] = state.io
+    state.stream.read_event.start(_input_wakes, state)
+    _rt._hibernate(_stream_main, (state,), _hibernated_exit)
 
 
 def _idle(conn: Any, io: TransportIO) -> None:

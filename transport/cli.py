@@ -4,6 +4,7 @@
     phx-serve myapp.web:endpoint --port 8080   # your endpoint
     phx-serve --debug-shell unix:/tmp/phx.sock # ...with a debug shell (off by default)
     phx-serve --pubsub redis://127.0.0.1:6379/0 --node-name web1   # one node of many
+    phx-serve --workers auto --pubsub redis://127.0.0.1:6379/0      # every core, one port
     phx-serve shell unix:/tmp/phx.sock         # attach to it
     phx-serve shell 127.0.0.1:5001 -c "procs(n=5)"
 
@@ -75,6 +76,15 @@ def _serve(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=4000, help="port (default 4000; 0 picks a free one)")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error (default info)")
     parser.add_argument("--debug-shell", metavar="ADDR", help="unix:PATH or 127.0.0.1:PORT (off by default)")
+    parser.add_argument("--metrics", metavar="ADDR", nargs="?", const="127.0.0.1:9568",
+                        help="serve Prometheus metrics at http://ADDR/metrics (default ADDR 127.0.0.1:9568; off by default)")
+    parser.add_argument("--metrics-path", metavar="PATH", help="serve the metrics on the endpoint at PATH (e.g. /metrics) instead")
+    parser.add_argument("--metrics-prefix", metavar="PREFIX", default="greenphx", help="metric names' prefix (default greenphx)")
+    parser.add_argument("--dashboard", metavar="ADDR", nargs="?", const="127.0.0.1:4001",
+                        help="serve the live dashboard at http://ADDR/ (default ADDR 127.0.0.1:4001; loopback only "
+                        "unless --dashboard-token; off by default)")
+    parser.add_argument("--dashboard-token", metavar="TOKEN", help="require ?token=TOKEN (16+ characters) for the dashboard")
+    parser.add_argument("--dashboard-allow-kill", action="store_true", help="let the dashboard kill processes (off by default)")
     parser.add_argument("--certfile", metavar="PEM", help="serve HTTPS/wss with this certificate (and --keyfile)")
     parser.add_argument("--keyfile", metavar="PEM", help="the certificate's private key")
     parser.add_argument("--cacertfile", metavar="PEM", help="ask clients for a certificate signed by these CAs")
@@ -85,9 +95,17 @@ def _serve(argv: list[str]) -> int:
         default=[],
         help="take the client's address from X-Forwarded-For/Forwarded when the peer is in CIDR (repeatable; none by default)",
     )
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        help="serve with N OS processes on one port (SO_REUSEPORT), one node each on the --pubsub Redis; "
+        "'auto': one per core (default 1)",
+    )
+    parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the launcher
     parser.add_argument("--pubsub", metavar="URL", help="redis://HOST:PORT/DB: share topics with other nodes on that Redis")
     parser.add_argument("--node-name", metavar="NAME", help="this node's name, unique among the nodes (default greenphx_<pid>@<host>)")
     args = parser.parse_args(argv)
+    workers = _worker_count(args.workers)
 
     level = logging.getLevelName(args.log_level.upper())
     if not isinstance(level, int):
@@ -96,15 +114,39 @@ def _serve(argv: list[str]) -> int:
     _check_host(args.host)
     if not 0 <= args.port <= 65535:
         raise UsageError(f"port must be 0-65535, got {args.port}")
-    if args.debug_shell:
+    if args.debug_shell and workers == 1:
+        from . import debug_shell
+
+        # Checked before anything starts: a bad or taken address is one line, not a
+        # traceback after "application started".
+        try:
+            debug_shell.preflight(args.debug_shell)
+        except ValueError as e:
+            raise UsageError(f"--debug-shell {e}") from None
+        except OSError as e:
+            print(f"phx-serve: --debug-shell {e}", file=sys.stderr)
+            return EXIT_FAILURE
+    elif args.debug_shell:
         from . import debug_shell
 
         try:
             debug_shell.check_address(args.debug_shell)
         except ValueError as e:
-            raise UsageError(str(e)) from None
+            raise UsageError(f"--debug-shell {e}") from None
+    _check_ops_options(args, workers)
 
-    server = {"host": args.host, "port": args.port}
+    if workers > 1:
+        if not args.pubsub:
+            raise UsageError(
+                f"--workers {args.workers} needs --pubsub redis://HOST:PORT/DB: each worker is a node, and "
+                "without a shared PubSub a broadcast would reach one worker's clients only"
+            )
+        from ._workers import run_workers
+
+        return run_workers(workers, argv, args.host, args.port, args.node_name, args.debug_shell)
+    server: dict[str, Any] = {"host": args.host, "port": args.port}
+    if args.worker_index is not None:
+        server["reuse_port"] = True
     for option in ("certfile", "keyfile", "cacertfile"):
         path = getattr(args, option)
         if path is not None:
@@ -129,6 +171,14 @@ def _serve(argv: list[str]) -> int:
     import actors
     from supervision import Application
 
+    metrics = None
+    if args.metrics or args.metrics_path:
+        from .ops import Metrics, mount_wsgi
+
+        # Attached before the tree starts: the first connect is counted too.
+        metrics = Metrics(root="phx-serve", prefix=args.metrics_prefix).start()
+        if args.metrics_path:
+            endpoint.http_app = mount_wsgi(endpoint.http_app, args.metrics_path, metrics.wsgi_app)
     app = Application(children, name="phx-serve")
     try:
         app.start()
@@ -144,7 +194,24 @@ def _serve(argv: list[str]) -> int:
     if args.debug_shell:
         from . import debug_shell
 
-        shell = debug_shell.serve(args.debug_shell, root_pid=app.pid)  # logs its real address
+        banner = None
+        if args.worker_index is not None:
+            banner = (
+                f"greenphx debug shell: worker {args.worker_index} (OS process {os.getpid()}, node "
+                f"{_node_name(endpoint)}); help() lists the commands.\nEverything typed here runs inside this worker."
+            )
+        try:
+            shell = debug_shell.serve(args.debug_shell, root_pid=app.pid, banner=banner)  # logs its real address
+        except (OSError, ValueError) as e:  # taken since the preflight: still one line
+            print(f"phx-serve: --debug-shell {args.debug_shell}: {e}", file=sys.stderr)
+            app.stop()
+            return EXIT_FAILURE
+    try:
+        ops_servers = _start_ops(args, metrics, app.pid)
+    except (OSError, actors.StartError) as e:
+        print(f"phx-serve: could not start the metrics or the dashboard: {e}", file=sys.stderr)
+        app.stop()
+        return EXIT_FAILURE
     me = actors.self()
     signalled = []
 
@@ -164,12 +231,90 @@ def _serve(argv: list[str]) -> int:
     actors.receive(lambda m: m is _STOP or app.is_down(m))
     if shell is not None:
         shell.stop()
+    for ops_server in ops_servers:
+        ops_server.stop()
     if not app.running:
         log.error("the application stopped by itself: %r", app.exit_reason)
         return EXIT_FAILURE
     log.info("shutting down: draining sockets, stopping the tree")
     app.stop()
     return 0
+
+
+def _worker_count(value: str | None) -> int:
+    if value is None:
+        return 1
+    if value == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise UsageError(f"--workers must be a positive number or 'auto', got {value!r}")
+    return count
+
+
+def _node_name(endpoint: Any) -> str:
+    """This node's name on the endpoint's PubSub, for the shell's banner."""
+    from . import pubsub
+
+    try:
+        return pubsub.node_name(endpoint.pubsub_server)
+    except Exception:  # noqa: BLE001 - a banner must not stop the server
+        return "?"
+
+
+def _check_ops_options(args: Any, workers: int) -> None:
+    """--metrics and --dashboard: well-formed, and the dashboard on loopback unless it has a token."""
+    from .ops import parse_listen_address
+    from .ops._metrics import is_loopback
+
+    if (args.metrics or args.metrics_path or args.dashboard) and workers > 1:
+        raise UsageError("--metrics and --dashboard serve one process: not with --workers (yet)")
+    if args.metrics:
+        try:
+            parse_listen_address(args.metrics)
+        except ValueError as e:
+            raise UsageError(f"--metrics: {e}") from None
+    if args.metrics_path is not None and not args.metrics_path.startswith("/"):
+        raise UsageError(f"--metrics-path must start with /, got {args.metrics_path!r}")
+    if args.dashboard_token is not None and len(args.dashboard_token) < 16:
+        raise UsageError("--dashboard-token must be at least 16 characters")
+    if args.dashboard:
+        try:
+            host, _port = parse_listen_address(args.dashboard)
+        except ValueError as e:
+            raise UsageError(f"--dashboard: {e}") from None
+        if not is_loopback(host) and not args.dashboard_token:
+            raise UsageError(
+                f"--dashboard {args.dashboard}: the dashboard shows socket params, assigns and process state, so it "
+                "listens on loopback only unless --dashboard-token is given"
+            )
+    elif args.dashboard_token or args.dashboard_allow_kill:
+        raise UsageError("--dashboard-token and --dashboard-allow-kill need --dashboard")
+
+
+def _start_ops(args: Any, metrics: Any, root: Any) -> list:
+    """Start the metrics' listener and the dashboard asked for; each prints its URL."""
+    started: list = []
+    try:
+        if metrics is not None and args.metrics:
+            server = metrics.serve(args.metrics)
+            started.append(server)
+            print(f"metrics on {server.url}", flush=True)
+        if args.dashboard:
+            from .ops import Dashboard
+
+            dashboard = Dashboard(root=root, token=args.dashboard_token, allow_kill=args.dashboard_allow_kill)
+            dashboard.start(args.dashboard)
+            started.append(dashboard)
+            print(f"dashboard on {dashboard.url}", flush=True)
+    except BaseException:
+        for server in started:
+            server.stop()
+        raise
+    return started
 
 
 def _ensure_secret_key_base(endpoint: Any) -> None:

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import codecs
 import functools
-import heapq
 import ipaddress
 import logging
 import os
@@ -65,11 +64,9 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
-import gevent.pool
 import gevent.queue
 from gevent import getcurrent
 
-from ._transport import outbound_statistics
 from gevent.backdoor import BackdoorServer
 
 import actors
@@ -77,38 +74,28 @@ import supervision
 from actors import Pid
 
 from . import pubsub as _pubsub
+from .ops import _inspect as ops
 
 log = logging.getLogger("transport.debug_shell")
 
-__all__ = ["DebugShellServer", "Shell", "ShellError", "attach", "check_address", "namespace", "parse_address", "serve"]
+__all__ = [
+    "AddressInUse",
+    "DebugShellServer",
+    "Shell",
+    "ShellError",
+    "attach",
+    "check_address",
+    "namespace",
+    "parse_address",
+    "preflight",
+    "serve",
+]
 
 PROMPT = ">>> "
 CONTINUATION = "... "
-STATE_TIMEOUT = 0.5  # seconds a socket or a supervisor gets to answer get_state in a listing
-# A listing gives the server's loop a full turn (timers and I/O, not only callbacks, which
-# is all gevent.sleep(0) runs) whenever it has worked this long: with 30,000 processes the
-# server kept serving with loop gaps of a few ms instead of freezing ~800 ms.
-_WORK_SLICE = 0.005
-_LOOP_TURN = 1e-6  # any positive sleep makes the hub run a loop iteration
-
-
-class _Pacer:
-    """Call :meth:`tick` once per item of a long listing; it yields to the loop in slices."""
-
-    __slots__ = ("_since", "_count")
-
-    def __init__(self) -> None:
-        self._since = time.perf_counter()
-        self._count = 0
-
-    def tick(self) -> None:
-        self._count += 1
-        if self._count & 63:
-            return
-        now = time.perf_counter()
-        if now - self._since >= _WORK_SLICE:
-            gevent.sleep(_LOOP_TURN)
-            self._since = time.perf_counter()
+STATE_TIMEOUT = ops.STATE_TIMEOUT  # seconds a socket or a supervisor gets to answer get_state in a listing
+# Listings are paced by the inspection layer (transport.ops): a full loop turn every few ms of work.
+_Pacer = ops.Pacer
 
 
 class ShellError(Exception):
@@ -167,6 +154,45 @@ def check_address(addr: str) -> str:
     return parse_address(addr)[2]
 
 
+class AddressInUse(OSError):
+    """The debug shell's address is held by a live server or another program."""
+
+
+def preflight(addr: str) -> str:
+    """Check that the shell could listen at ``addr`` now, before anything starts; its
+    canonical form. ValueError for an address that can never work (bad form, a missing
+    directory, a path that is not a socket), :class:`AddressInUse` for one that is taken."""
+    family, sockaddr, canonical = parse_address(addr)
+    if family == socket.AF_UNIX:
+        directory = os.path.dirname(os.path.abspath(sockaddr))
+        if not os.path.isdir(directory):
+            raise ValueError(f"{canonical}: the directory {directory} does not exist")
+        try:
+            st = os.lstat(sockaddr)
+        except FileNotFoundError:
+            return canonical
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ValueError(f"{canonical}: {sockaddr} exists and is not a socket (refusing to replace it)")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(sockaddr)
+        except OSError:
+            return canonical  # a stale socket: serve() removes it
+        else:
+            raise AddressInUse(f"{canonical}: in use by a live server")
+        finally:
+            probe.close()
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.bind(sockaddr)
+    except OSError as e:
+        raise AddressInUse(f"{canonical}: {e.strerror or e}") from None
+    finally:
+        probe.close()
+    return canonical
+
+
 # --------------------------------------------------------------------------------------
 # Formatting
 # --------------------------------------------------------------------------------------
@@ -187,6 +213,12 @@ def _short(value: Any, width: int = 48, keep: str = "start") -> str:
         return text
     if keep == "end":
         return "..." + text[-(width - 3):]
+    if keep == "middle":
+        # Dotted names differ at both ends (Demo.Endpoint...DemoSocket.ChannelPool.partition.1):
+        # keep the first part and as much of the end as fits.
+        parts = text.split(".")
+        head = ".".join(parts[:2]) if len(".".join(parts[:2])) <= width // 3 else parts[0][: width // 3]
+        return head + "..." + text[-(width - len(head) - 3):]
     return text[: width - 3] + "..."
 
 
@@ -198,9 +230,12 @@ def _cell(value: Any) -> str:
     return repr(value)
 
 
-def _print_table(headers: list[str], rows: list[list[Any]], *, width: int = 48, keep_end: tuple = ()) -> None:
+def _print_table(
+    headers: list[str], rows: list[list[Any]], *, width: int = 48, keep_end: tuple = (), keep_middle: tuple = ()
+) -> None:
     cells = [
-        [_short(_cell(v), width, "end" if i in keep_end else "start") for i, v in enumerate(row)] for row in rows
+        [_short(_cell(v), width, "end" if i in keep_end else "middle" if i in keep_middle else "start") for i, v in enumerate(row)]
+        for row in rows
     ]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
     _emit("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
@@ -209,11 +244,24 @@ def _print_table(headers: list[str], rows: list[list[Any]], *, width: int = 48, 
         _emit("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
-def _name_or_label(info: dict[str, Any]) -> str:
-    if info.get("registered_name"):
-        return str(info["registered_name"])
-    label = info.get("label")
-    return repr(label) if label is not None else ""
+_name_or_label = ops.name_or_label
+
+
+def _fastlane_hint(pid: Pid) -> None:
+    """After tracing a channel: its broadcasts never pass through it, say where they go."""
+    info = actors.process_info(pid, stack=False)
+    label = info["label"] if info else None
+    if not (label.__class__ is tuple and len(label) == 2 and label[0] == "channel"):
+        return
+    try:
+        transport = getattr(actors.get_state(pid, timeout=0.5), "transport_pid", None)
+    except actors.CallExit:
+        transport = None
+    target = f"trace({transport})" if transport is not None else "trace() on its socket's transport (sockets())"
+    _emit(
+        f"note: broadcasts on {label[1]!r} go straight to the socket's transport process (Phoenix's fastlane), "
+        f"not through this channel, unless the channel intercepts the event; {target} shows them"
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -289,14 +337,7 @@ def _describe_call_exit(e: actors.CallExit) -> str:
 # --------------------------------------------------------------------------------------
 
 
-_PROCS_SORTS = {
-    "queue": lambda i: i["message_queue_len"],
-    "message_queue_len": lambda i: i["message_queue_len"],
-    "links": lambda i: len(i["links"]),
-    "monitors": lambda i: len(i["monitors"]),
-    "monitored_by": lambda i: len(i["monitored_by"]),
-    "pid": None,
-}
+_PROCS_SORTS = ops.PROCESS_SORTS
 
 
 class Shell:
@@ -367,13 +408,7 @@ class Shell:
             raise ShellError(f"sort must be one of {', '.join(repr(k) for k in _PROCS_SORTS)}; got {sort!r}")
         if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 0):
             raise ShellError(f"n must be an int >= 0 or None; got {n!r}")
-        infos = _all_infos()
-        key = _PROCS_SORTS[sort]
-        total = len(infos)
-        if key is not None:
-            infos = heapq.nlargest(total if n is None else n, infos, key=key)
-        elif n is not None:
-            infos = infos[:n]
+        infos, total = ops.top_processes(sort, n)
         rows = [
             {
                 "pid": i["pid"],
@@ -396,6 +431,7 @@ class Shell:
                 for r, i in zip(rows, infos)
             ],
             keep_end=(7,),
+            keep_middle=(1,),
         )
         _emit(f"({len(rows)} of {total} processes, sorted by {sort})")
         return rows
@@ -497,6 +533,7 @@ class Shell:
                 actors.trace(p, False)
             actors.exit(helper, "kill")
         _emit(f"tracing stopped: {ended}; {len(events)} message(s)")
+        _fastlane_hint(p)
         return events
 
     # -- supervision -------------------------------------------------------------------
@@ -508,62 +545,30 @@ class Shell:
             raise ShellError("no application root known: start the shell with serve(addr, root_pid=...) or call tree(pid)")
         p = as_pid(root)
         _require_alive(p)
-        if not isinstance(_supervisor_state(p, self.state_timeout), (supervision.Supervisor, supervision.DynamicSupervisor)):
+        node = ops.tree(p, limit=limit, timeout=self.state_timeout)
+        if node is None:
             raise ShellError(f"{p} is not a supervisor (tree needs the root supervisor's pid)")
-        node = self._node(p, "root", "supervisor", limit, _Pacer())
         _print_tree(node, "", "", limit, top=True)
         _emit(
-            "restarts = restarts within the supervisor's intensity window (max_restarts in max_seconds); "
-            "supervision keeps no lifetime restart count"
+            "restarts = restarts within the supervisor's intensity window (max_restarts in max_seconds), "
+            "then the total since the supervisor started"
         )
-        return node
-
-    def _node(self, pid: Any, child_id: Any, kind: str, limit: int, pacer: _Pacer, shown: bool = True) -> dict[str, Any]:
-        pacer.tick()
-        node: dict[str, Any] = {"pid": pid, "id": child_id, "type": kind, "name": None, "label": None,
-                                "status": None, "queue": None, "supervisor": None, "strategy": None,
-                                "counts": None, "restarts": None, "children": []}
-        if not isinstance(pid, Pid):
-            node["status"] = "restarting" if pid == "restarting" else "not running"
-            return node
-        if not shown:
-            return node  # past the limit: listed, not looked into (a pool may hold 100k channels)
-        info = actors.process_info(pid, stack=False)
-        if info is None:
-            node["status"] = "dead"
-            return node
-        node.update(name=info["registered_name"], label=info["label"], status=info["status"],
-                    queue=info["message_queue_len"])
-        if kind != "supervisor":
-            return node
-        state = _supervisor_state(pid, self.state_timeout)
-        if not isinstance(state, (supervision.Supervisor, supervision.DynamicSupervisor)):
-            node["supervisor"] = "?"
-            return node
-        node["supervisor"] = type(state).__qualname__
-        node["strategy"] = getattr(state, "strategy", "one_for_one")
-        node["restarts"] = _restarts(state)
-        try:
-            node["counts"] = supervision.count_children(pid, timeout=self.state_timeout)
-            children = supervision.which_children(pid, timeout=self.state_timeout)
-            if isinstance(state, supervision.Supervisor):
-                children = children[::-1]  # OTP lists newest first; the tree reads in start order
-        except actors.CallExit:
-            node["children"] = None
-            return node
-        node["children"] = [self._node(c.pid, c.id, c.type, limit, pacer, k < limit) for k, c in enumerate(children)]
+        _emit(
+            "no process = the child's start returned ignore (e.g. the local PubSub adapter, which needs none) "
+            "or it was terminated; [a/b active] counts the children with a process"
+        )
+        _emit(
+            "sockets are not in the tree: as in Phoenix, each connection's transport process belongs to the "
+            "HTTP listener's connection, not to a supervisor (their channels are under the ChannelPool); "
+            "list them with sockets()"
+        )
         return node
 
     # -- PubSub ------------------------------------------------------------------------
 
     def pubsubs(self) -> list[dict[str, Any]]:
         """The running PubSub servers: adapter, pool size, subscriptions, topics."""
-        rows = []
-        for name in _pubsub_names():
-            try:
-                rows.append(_pubsub.statistics(name))
-            except _pubsub.UnknownPubSubError:
-                continue
+        rows = ops.pubsub_statistics()
         _print_table(
             ["name", "adapter", "node", "pool_size", "subscriptions", "subscribers", "topics"],
             [[r["name"], r["adapter"], r["node_name"], r["pool_size"], r["subscriptions"], r["subscribers"], r["topics"]]
@@ -593,14 +598,7 @@ class Shell:
     def topics(self, pubsub: str | None = None, n: int | None = 50) -> dict[str, int]:
         """Topics with subscribers on this node and how many (pubsub=None: the only/first one)."""
         name = _resolve_pubsub(pubsub)
-        counts: dict[str, int] = {}
-        distinct: dict[str, int] = {}
-        pacer = _Pacer()
-        for topic in _pubsub.topics(name):
-            pacer.tick()
-            entries = _pubsub.subscribers(name, topic)
-            counts[topic] = len(entries)
-            distinct[topic] = len({pid for pid, _meta in entries})
+        counts, distinct = ops.topic_counts(name)
         ordered = sorted(counts, key=lambda t: (-counts[t], t))
         shown = ordered if n is None else ordered[:n]
         _emit(f"PubSub {name}")
@@ -613,19 +611,16 @@ class Shell:
         if not isinstance(topic, str):
             raise ShellError(f"topic must be a str, got {type(topic).__name__}")
         name = _resolve_pubsub(pubsub)
-        entries = _pubsub.subscribers(name, topic)
+        entries = ops.subscriber_rows(name, topic)
         rows = []
-        pacer = _Pacer()
-        for pid, meta in entries:
-            pacer.tick()
-            info = actors.process_info(pid, stack=False)
-            transport_pid = meta[1] if meta.__class__ is tuple and len(meta) == 4 and meta[0] == "fastlane" else None
-            rows.append([pid, _name_or_label(info) if info else "(dead)", info["status"] if info else "dead",
-                         info["message_queue_len"] if info else "-", transport_pid if transport_pid else "-"])
+        for entry in entries:
+            info = entry["info"]
+            rows.append([entry["pid"], _name_or_label(info) if info else "(dead)", info["status"] if info else "dead",
+                         info["message_queue_len"] if info else "-", entry["transport"] or "-"])
         _emit(f"PubSub {name}, topic {topic!r}")
         _print_table(["pid", "name/label", "status", "queue", "transport"], rows)
         _emit(f"({len(entries)} subscriptions)")
-        return [pid for pid, _meta in entries]
+        return [entry["pid"] for entry in entries]
 
     def broadcast(self, topic: str, event: str, payload: Any = None, pubsub: str | None = None) -> Any:
         """A Phoenix broadcast (event + payload) to every socket joined to topic."""
@@ -647,24 +642,15 @@ class Shell:
         channels, bytes queued for the client, bytes/frames in and out."""
         if peer is not None and not isinstance(peer, str):
             raise ShellError(f"peer must be a str (a substring of 'ip:port'), got {type(peer).__name__}")
-        found = [(i["pid"], i) for i in _all_infos() if _is_socket_label(i["label"])]
-        states = _gather_states([pid for pid, _ in found], self.state_timeout)
         rows = []
         table = []
-        for (pid, info), st in zip(found, states):
-            row = _socket_row(pid, info, st)
-            if peer is not None and (row["peer"] is None or peer not in str(row["peer"])):
-                continue
-            snap = st if isinstance(st, dict) else {}
+        for row in ops.sockets(peer, timeout=self.state_timeout):  # the largest outbound queue first
+            snap = row.pop("snapshot")
             rows.append(row)
-            table.append([pid, row["handler"], "-" if row["id"] is None else row["id"], _known(snap, "transport"),
+            table.append([row["pid"], row["handler"], "-" if row["id"] is None else row["id"], _known(snap, "transport"),
                           _known(snap, "peer"), _known(snap, "path"), ", ".join(row["channels"]) or "-",
                           "-" if row["outbound"] is None else row["outbound"]["bytes"],
                           _known(snap, "bytes_in", "bytes_out"), _known(snap, "frames_in", "frames_out")])
-        # A client that stopped reading shows first (its transport may not even answer).
-        order = sorted(range(len(rows)), key=lambda k: -(rows[k]["outbound"] or {}).get("bytes", 0))
-        rows = [rows[k] for k in order]
-        table = [table[k] for k in order]
         _print_table(
             ["pid", "handler", "id", "transport", "peer", "path", "channels", "queued", "bytes in/out", "frames in/out"],
             table,
@@ -691,8 +677,7 @@ class Shell:
             if label.__class__ is tuple and label and label[0] == "channel":
                 hint = f"; it is the channel of {label[1]!r} (its socket: state({p}).transport_pid)"
             raise ShellError(f"{p} is not a socket's transport process{hint}")
-        st = _gather_states([p], self.state_timeout)[0]
-        chans = _socket_row(p, info, st)["channels"]
+        chans = ops.socket_channels(p, timeout=self.state_timeout) or {}
         rows = []
         for topic, cpid in chans.items():
             cinfo = actors.process_info(cpid)
@@ -744,35 +729,9 @@ def _signature(fn: Any) -> str:
     return "(" + ", ".join(shown) + ")"
 
 
-def _all_infos() -> list[dict[str, Any]]:
-    """process_info of every live process, without stacks (the costly part), paced."""
-    infos = []
-    pacer = _Pacer()
-    for pid in actors.processes():
-        pacer.tick()
-        info = actors.process_info(pid, stack=False)
-        if info is not None:
-            infos.append(info)
-    return infos
-
-
-def _supervisor_state(pid: Pid, timeout: float) -> Any:
-    try:
-        return actors.get_state(pid, timeout=timeout)
-    except actors.CallExit:
-        return None
-
-
-def _restarts(state: Any) -> dict[str, Any] | None:
-    """Restarts within the intensity window, if the supervisor exposes its window."""
-    intensity = getattr(state, "_intensity", None)
-    stamps = getattr(intensity, "_stamps", None)
-    if stamps is None:
-        return None
-    window = intensity.max_seconds
-    now = time.monotonic()
-    return {"recent": sum(1 for s in stamps if s >= now - window), "max_restarts": intensity.max_restarts,
-            "max_seconds": window}
+# The data comes from the inspection layer the metrics and the dashboard share.
+_all_infos = ops.all_infos
+_supervisor_state = ops.supervisor_state
 
 
 def _print_tree(node: dict[str, Any], lead: str, branch: str, limit: int, top: bool = False) -> None:
@@ -787,7 +746,7 @@ def _print_tree(node: dict[str, Any], lead: str, branch: str, limit: int, top: b
         if counts is not None:
             parts.append(f"[{counts['active']}/{counts['specs']} active, {counts['supervisors']} sup, {counts['workers']} wrk]")
         r = node["restarts"]
-        parts.append(f"restarts {r['recent']}/{r['max_restarts']} in {r['max_seconds']}s" if r else "restarts n/a")
+        parts.append(f"restarts {r['recent']}/{r['max_restarts']} in {r['max_seconds']}s, {r['total']} total" if r else "restarts n/a")
     else:
         if node["type"] == "supervisor":
             parts.append("supervisor (did not answer get_state)")
@@ -810,16 +769,7 @@ def _print_tree(node: dict[str, Any], lead: str, branch: str, limit: int, top: b
         _emit(sub + f"└── ... {len(children) - limit} more (tree(limit=...) shows more)")
 
 
-def _pubsub_names() -> list[str]:
-    """Names of the running PubSub servers (each registers its supervisor under its name)."""
-    names = []
-    for name in actors.registered():
-        try:
-            _pubsub.shards(name)
-        except (_pubsub.UnknownPubSubError, TypeError):
-            continue
-        names.append(name)
-    return names
+_pubsub_names = ops.pubsub_names
 
 
 def _resolve_pubsub(pubsub: str | None) -> str:
@@ -840,60 +790,13 @@ def _resolve_pubsub(pubsub: str | None) -> str:
     return names[0]
 
 
-def _is_socket_label(label: Any) -> bool:
-    return label.__class__ is tuple and len(label) == 3 and label[0] == "socket"
-
-
-def _try_state(pid: Pid, timeout: float) -> Any:
-    try:
-        return actors.get_state(pid, timeout=timeout)
-    except actors.CallExit:
-        return None
-
-
-def _gather_states(pids: list[Pid], timeout: float) -> list[Any]:
-    """get_state of many processes at once (None for those that do not answer in time)."""
-    if not pids:
-        return []
-    if len(pids) == 1:
-        return [_try_state(pids[0], timeout)]
-    pool = gevent.pool.Pool(64)
-    return list(pool.imap(lambda p: _try_state(p, timeout), pids))
+_is_socket_label = ops.is_socket_label
+_try_state = ops.try_state
 
 
 def _known(snap: dict[str, Any], *keys: str) -> str:
     """A snapshot's values for a table: '?' = not known (no answer, or not counted), '-' = none."""
     return "/".join(("-" if snap[k] is None else str(snap[k])) if k in snap else "?" for k in keys)
-
-
-def _socket_row(pid: Pid, info: dict[str, Any], st: Any) -> dict[str, Any]:
-    label = info["label"]
-    snap = st if isinstance(st, dict) else {}
-    channels = snap.get("channels")
-    if not isinstance(channels, dict):
-        # Not answered: the channels monitor their transport, and are labelled by topic.
-        channels = {}
-        for watcher in info["monitored_by"]:
-            winfo = actors.process_info(watcher, stack=False)
-            wl = winfo["label"] if winfo else None
-            if wl.__class__ is tuple and len(wl) == 2 and wl[0] == "channel":
-                channels[wl[1]] = watcher
-    return {
-        "pid": pid,
-        "handler": snap.get("handler", label[1]),
-        "id": snap.get("id", label[2]),
-        "transport": snap.get("transport"),
-        "serializer": snap.get("serializer"),
-        "peer": snap.get("peer"),
-        "path": snap.get("path"),
-        "channels": channels,
-        "bytes_in": snap.get("bytes_in"),
-        "bytes_out": snap.get("bytes_out"),
-        "frames_in": snap.get("frames_in"),
-        "frames_out": snap.get("frames_out"),
-        "outbound": outbound_statistics(pid),
-        "answered": bool(snap),
-    }
 
 
 def _trace_helper(target: Pid, queue: gevent.queue.Queue) -> None:

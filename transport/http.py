@@ -72,7 +72,9 @@ all defaults; needs ``Endpoint(secret_key_base=...)``; see docs/longpoll.md):
 Requests that are not socket upgrades go to ``Endpoint(http_app=...)`` (any WSGI app), or
 get 404. Server options (``Endpoint.child_specs(server={...})``): ``host``, ``port``,
 ``backlog=1024``, ``request_timeout=10_000`` (ms for a whole request head; a silent
-connection is dropped, a started one gets 408).
+connection is dropped, a started one gets 408), ``certfile``/``keyfile``/``cacertfile``/
+``verify_peer`` (TLS), ``trusted_proxies`` (addresses or CIDRs whose forwarding headers are
+believed), ``reuse_port=False`` (SO_REUSEPORT, for several processes on one port).
 """
 
 from __future__ import annotations
@@ -95,7 +97,7 @@ from supervision import ChildSpec
 
 from ._memory import start_memory_reclaimer
 from ._socket import connect
-from ._transport import OUTBOUND_POLICIES, ConnectionLost, serve_stream
+from ._transport import OUTBOUND_POLICIES, ConnectionLost, serve_stream, spawn_stream
 from .serializers import DEFAULT_SERIALIZERS, validate_serializers
 from .session import load_session, session_option
 from .websocket import WebSocketError, WebSocketHandler
@@ -116,6 +118,7 @@ WEBSOCKET_DEFAULTS: dict[str, Any] = {
     "error_handler": None,
     "write_timeout": 10_000,
     "path": "/websocket",
+    "hibernate_after": 15_000,
 }
 
 #: Milliseconds a client has to send a whole request head (and a keep-alive connection to
@@ -154,6 +157,9 @@ def websocket_options(value: Any) -> dict[str, Any] | None:
             raise ValueError(f"{key} must be a positive int or None; got {opts[key]!r}")
     if opts["outbound_policy"] not in OUTBOUND_POLICIES:
         raise ValueError(f"outbound_policy must be one of {OUTBOUND_POLICIES}; got {opts['outbound_policy']!r}")
+    hib = opts["hibernate_after"]
+    if hib is not None and (isinstance(hib, bool) or not isinstance(hib, (int, float)) or hib < 0):
+        raise ValueError(f"hibernate_after must be a non-negative number of milliseconds or None; got {hib!r}")
     return opts
 
 
@@ -427,10 +433,24 @@ class _WebSocketIO:
         self.ws.abort(reason)
 
 
-def run_websocket(ws: Any, mount: _Mount, connection: Any, peer: str | None = None, path: str | None = None) -> None:
-    """Run one upgraded connection: this greenlet becomes its transport process, reading
-    frames and writing pushes itself, then completes the closing handshake."""
+def run_websocket(ws: Any, mount: _Mount, connection: Any, peer: str | None = None, path: str | None = None) -> bool:
+    """Run one upgraded connection. Over plain TCP the transport becomes a process of its
+    own (:func:`spawn_stream`: it can hibernate) and this returns True at once: the HTTP
+    handler's greenlet may end without closing the socket. Over TLS this greenlet becomes
+    the transport process, reading frames and writing pushes itself, then completes the
+    closing handshake, and False is returned."""
     opts = mount.options
+    if ws.release_handler():
+        spawn_stream(
+            connection,
+            _WebSocketIO(ws, peer, path),
+            ws,
+            opts["timeout"] / 1000.0,
+            opts["max_outbound_bytes"],
+            opts["outbound_policy"],
+            None if opts["hibernate_after"] is None else opts["hibernate_after"] / 1000.0,
+        )
+        return True
     serve_stream(
         connection,
         _WebSocketIO(ws, peer, path),
@@ -440,6 +460,7 @@ def run_websocket(ws: Any, mount: _Mount, connection: Any, peer: str | None = No
         opts["outbound_policy"],
     )
     ws.wait_closed()  # the closing handshake, before pywsgi drops the TCP socket
+    return False
 
 
 class PhoenixHandler(WebSocketHandler):
@@ -486,7 +507,12 @@ class PhoenixHandler(WebSocketHandler):
         self.environ.clear()
         self.headers = None  # the parsed request headers (an email.message.Message)
         try:
-            run_websocket(ws, _mount, connection, peer, path)
+            if run_websocket(ws, _mount, connection, peer, path):
+                # The transport process owns the socket now: pywsgi must neither read
+                # from it nor close it when this greenlet ends.
+                self.server.hand_off(self.socket)
+                self.socket = None
+                self.close_connection = True
         finally:
             self.websocket = None
         return None
@@ -552,8 +578,39 @@ _TOO_MANY_HEADERS_RESPONSE = _canned("431 Request Header Fields Too Large", b"Re
 
 
 SERVER_OPTIONS = frozenset(
-    {"host", "port", "backlog", "request_timeout", "certfile", "keyfile", "cacertfile", "verify_peer", "trusted_proxies"}
+    {
+        "host",
+        "port",
+        "backlog",
+        "request_timeout",
+        "certfile",
+        "keyfile",
+        "cacertfile",
+        "verify_peer",
+        "trusted_proxies",
+        "reuse_port",
+    }
 )
+
+
+def _reuse_port_listener(host: str, port: int, backlog: int) -> Any:
+    """A listening socket that other processes may bind too (SO_REUSEPORT): the kernel
+    spreads new connections over every process listening on the port (phx-serve --workers)."""
+    import socket as stdsocket
+
+    from gevent import socket as gsocket
+
+    family = stdsocket.AF_INET6 if ":" in host else stdsocket.AF_INET
+    sock = gsocket.socket(family, stdsocket.SOCK_STREAM)
+    try:
+        sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEADDR, 1)
+        sock.setsockopt(stdsocket.SOL_SOCKET, stdsocket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def tls_context(opts: dict) -> dict[str, Any]:
@@ -695,6 +752,22 @@ class _Server(WSGIServer):
     scanner, a client refusing our certificate) closed quietly: one rate-limited line
     instead of a traceback from the greenlet."""
 
+    _handed_off: set | None = None
+
+    def hand_off(self, sock: Any) -> None:
+        """``sock`` outlives its handler (an upgraded connection's transport owns it): the
+        handler's end does not close it."""
+        if self._handed_off is None:
+            self._handed_off = set()
+        self._handed_off.add(id(sock))
+
+    def do_close(self, sock: Any, *args: Any) -> None:
+        handed_off = self._handed_off
+        if handed_off and id(sock) in handed_off:
+            handed_off.discard(id(sock))
+            return
+        super().do_close(sock, *args)
+
     def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> Any:
         try:
             ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
@@ -734,12 +807,12 @@ class HttpServer(GenServer):
             # Ranch's (Cowboy's acceptor) default backlog: 128 dropped SYNs in connect bursts,
             # each costing the client a 1 s retransmit.
             server = _Server(
-                (host, port),
+                _reuse_port_listener(host, port, opts.get("backlog", 1024)) if opts.get("reuse_port") else (host, port),
                 app,
                 handler_class=PhoenixHandler,
                 log=_QuietLog(),
                 error_log=_QuietLog(),
-                backlog=opts.get("backlog", 1024),
+                backlog=None if opts.get("reuse_port") else opts.get("backlog", 1024),  # a listening socket has one
                 **ssl_args,
             )
             server.request_timeout = opts.get("request_timeout", DEFAULT_REQUEST_TIMEOUT_MS)

@@ -57,7 +57,8 @@ from __future__ import annotations
 import base64
 import hmac
 import secrets
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from ._crypto import b64url, derive_key, message_sign, message_verify, unb64url

@@ -52,7 +52,8 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from typing import Any, Iterable, Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 __all__ = [
     "Atom",

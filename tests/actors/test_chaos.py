@@ -340,7 +340,8 @@ def test_links_and_exit_signals_match_a_model(ops):
                 arg = (pids[op[2]], op[3])
                 model.signal(op[2], op[3], i)
             actors.send(pids[i], ("cmd", seq, kind, arg))
-            msg = actors.receive(lambda m, s=seq, d=is_down_of(i): m == ("ack", s) or d(m), timeout=0.5)
+            down_of_i = is_down_of(i)
+            msg = actors.receive(lambda m, s=seq, d=down_of_i: m == ("ack", s) or d(m), timeout=0.5)
             if msg[0] == "DOWN":
                 downs[i] = _tag(msg[4])
 
@@ -356,9 +357,7 @@ def test_links_and_exit_signals_match_a_model(ops):
                 linked = {index[p] for p in info["links"]}
                 assert linked == {j for pair in model.links if i in pair for j in pair - {i}}
                 got = Counter(
-                    (index.get(m[1], m[1]), _tag(m[2]))
-                    for m in info["messages"]
-                    if m.__class__ is tuple and m[0] == "EXIT"
+                    (index.get(m[1], m[1]), _tag(m[2])) for m in info["messages"] if m.__class__ is tuple and m[0] == "EXIT"
                 )
                 assert got == model.exits[i], (i, ops)
             else:

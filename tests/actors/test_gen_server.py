@@ -25,8 +25,6 @@ def _errors(caplog):
     return [r for r in caplog.records if r.levelno >= logging.ERROR and r.name.startswith("actors")]
 
 
-
-
 class Counter(GenServer):
     """A small server used by many tests; reports lifecycle events to ``state['to']``."""
 

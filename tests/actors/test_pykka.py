@@ -534,8 +534,6 @@ def test_call_cast_and_stop_through_the_runtime(no_leaks):
     assert not ref2.is_alive()
 
 
-
-
 def test_hostile_terms_do_not_crash_the_loop(no_leaks):
     from actors._gen_server import _SYSTEM, _call
 

@@ -6,8 +6,8 @@ import time
 
 import gevent
 import gevent.socket
-from gevent.event import AsyncResult
 import pytest
+from gevent.event import AsyncResult
 from hostile_terms import Evil
 
 import actors
@@ -44,8 +44,6 @@ def _linked_pair(trap_b=False):
     b = actors.spawn(b_main)
     assert actors.receive(lambda m: m == "linked", timeout=2) == "linked"
     return a, b
-
-
 
 
 class _Ambiguous:
@@ -510,7 +508,7 @@ def test_unlink_after_exit_already_queued_leaves_the_message():
 
 
 def test_chain_of_10000_linked_processes_dies_completely_from_one_crash():
-    me = actors.self()
+    actors.self()  # the test runs as a process
     n = 10_000
 
     unwound = set()
@@ -562,7 +560,7 @@ def test_is_alive_is_false_immediately_after_exit_kill():
 
 
 def test_process_blocked_in_receive_unwinds_at_once_when_killed():
-    me = actors.self()
+    actors.self()  # the test runs as a process
 
     unwound = AsyncResult()  # not a message: a dead process sends nothing, even from finally
 
@@ -585,7 +583,6 @@ def test_process_blocked_in_socket_recv_dies_at_once_when_killed():
     me = actors.self()
     a, b = gevent.socket.socketpair()
     try:
-
         unwound = AsyncResult()
 
         def reader():
@@ -616,7 +613,7 @@ def test_process_blocked_in_socket_recv_dies_at_once_when_killed():
 
 
 def test_cooperative_busy_process_is_unwound_at_its_next_switch():
-    me = actors.self()
+    actors.self()  # the test runs as a process
 
     unwound = AsyncResult()
 

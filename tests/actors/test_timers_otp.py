@@ -37,12 +37,9 @@ _ERL_DEST_DEAD = (
     " {erlang:read_timer(T), erlang:cancel_timer(T)} end"
 )
 _ERL_CANCEL_INT = (
-    "begin T = erlang:send_after(1000, self(), x), L = erlang:cancel_timer(T),"
-    " {is_integer(L), L > 900, L =< 1000} end"
+    "begin T = erlang:send_after(1000, self(), x), L = erlang:cancel_timer(T), {is_integer(L), L > 900, L =< 1000} end"
 )
-_ERL_START_TIMER = (
-    "begin T = erlang:start_timer(10, self(), m), receive {timeout, T, m} -> matched after 1000 -> none end end"
-)
+_ERL_START_TIMER = "begin T = erlang:start_timer(10, self(), m), receive {timeout, T, m} -> matched after 1000 -> none end end"
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +47,9 @@ def erlang():
     return dict(
         zip(
             ["dest_dies", "dest_dead", "cancel_int", "start_timer", "interval_setter_dies", "interval_dest_dies"],
-            erl_eval([_ERL_DEST_DIES, _ERL_DEST_DEAD, _ERL_CANCEL_INT, _ERL_START_TIMER, _ERL_SETTER_DIES, _ERL_DEST_DIES_INTERVAL]),
+            erl_eval(
+                [_ERL_DEST_DIES, _ERL_DEST_DEAD, _ERL_CANCEL_INT, _ERL_START_TIMER, _ERL_SETTER_DIES, _ERL_DEST_DIES_INTERVAL]
+            ),
         )
     )
 

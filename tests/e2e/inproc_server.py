@@ -55,7 +55,9 @@ def serve_in_hub(monkeypatch, handler: type, name: str, idle_ms: int) -> Iterato
             ("/socket", handler, {"websocket": {"timeout": 10_000}, "drainer": False}),
         ],
     )
-    app = Application([PubSub.child_spec(name=endpoint.pubsub_server), *endpoint.child_specs(server={"host": "127.0.0.1", "port": 0})])
+    app = Application(
+        [PubSub.child_spec(name=endpoint.pubsub_server), *endpoint.child_specs(server={"host": "127.0.0.1", "port": 0})]
+    )
     app.start()
     actors.self()  # the test process itself, before the snapshot
     baseline = set(actors.processes())

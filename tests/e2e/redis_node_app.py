@@ -22,8 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transport import Channel, Endpoint, SocketHandler, broadcast_from
-from transport import pubsub
+from transport import Channel, Endpoint, SocketHandler, broadcast_from, pubsub
 from transport._channel import dispatch
 from transport._message import Broadcast
 from transport.pubsub import PubSub

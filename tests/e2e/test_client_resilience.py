@@ -63,6 +63,7 @@ def test_server_restart_reconnects_rejoins_and_sends_what_was_pushed_while_down(
 def test_crashed_channel_rejoins_on_the_rejoin_schedule():
     server = start()
     try:
+
         async def main():
             async with AsyncSocket(f"{server.ws}/socket", rejoin_after=lambda tries: 0.2) as sock:
                 channel = sock.channel("room:crash")
@@ -174,12 +175,20 @@ def test_cli_against_the_demo_prints_messages_pushes_and_refuses_clearly():
     demo = ServerProcess([sys.executable, "-m", "transport.cli", "--port", "0", "--log-level", "warning"], name="phx-serve")
     try:
         url = f"{demo.ws}/socket"
-        done = run_cli(url, "--join", "room:cli", "--payload", '{"name": "cli"}', stdin='new_msg {"body": "hello"}\nnew_msg {"body": ""}\n')
+        done = run_cli(
+            url, "--join", "room:cli", "--payload", '{"name": "cli"}', stdin='new_msg {"body": "hello"}\nnew_msg {"body": ""}\n'
+        )
         assert done.returncode == 0, done.stderr
         lines = [json.loads(line) for line in done.stdout.splitlines()]
         replies = [line["payload"] for line in lines if line["event"] == "phx_reply"]
         assert replies == [{"status": "ok", "response": {}}, {"status": "error", "response": {"reason": "invalid body"}}]
-        assert {"topic": "room:cli", "event": "new_msg", "payload": {"name": "cli", "body": "hello"}, "ref": None, "join_ref": None} in lines
+        assert {
+            "topic": "room:cli",
+            "event": "new_msg",
+            "payload": {"name": "cli", "body": "hello"},
+            "ref": None,
+            "join_ref": None,
+        } in lines
         assert "joined room:cli" in done.stderr
         proc = subprocess.Popen(
             [sys.executable, "-m", "transport.cli", "client", url, "--join", "numbers:positive"],

@@ -207,7 +207,12 @@ def severe_logs(driver) -> list[dict]:
 
 def test_longpoll_page_and_websocket_page_chat_and_see_each_other(demo, browser, pages):
     lp = pages(demo.http + "/?transport=longpoll")
-    wait_for(browser, lambda d: d.find_element("id", "connection").text == "connected · long polling", 10, "LongPoll page not connected")
+    wait_for(
+        browser,
+        lambda d: d.find_element("id", "connection").text == "connected · long polling",
+        10,
+        "LongPoll page not connected",
+    )
     assert transport(browser) == "LongPoll"
     wait_numbers_live(browser)
     lp_name = unique("lp")
@@ -229,11 +234,21 @@ def test_longpoll_page_and_websocket_page_chat_and_see_each_other(demo, browser,
     on(browser, lp)
     send_from_page(browser, hello)
     on(browser, ws)
-    wait_for(browser, lambda d: [lp_name, hello] in shown_messages(d), 10, "the LongPoll page's message is not shown on the WebSocket page")
+    wait_for(
+        browser,
+        lambda d: [lp_name, hello] in shown_messages(d),
+        10,
+        "the LongPoll page's message is not shown on the WebSocket page",
+    )
     reply = unique("over websocket")
     send_from_page(browser, reply)
     on(browser, lp)
-    wait_for(browser, lambda d: [ws_name, reply] in shown_messages(d), 10, "the WebSocket page's message is not shown on the LongPoll page")
+    wait_for(
+        browser,
+        lambda d: [ws_name, reply] in shown_messages(d),
+        10,
+        "the WebSocket page's message is not shown on the LongPoll page",
+    )
     wait_for(browser, lambda d: [lp_name, hello] in shown_messages(d), 5, "the LongPoll page's own message is not shown")
 
     # the WebSocket page leaves: the LongPoll page sees it go
@@ -279,7 +294,12 @@ def test_page_falls_back_to_longpoll_when_websockets_are_blocked(blocked, browse
 
     # a reload goes straight to LongPoll: the fallback is remembered for this session
     browser.refresh()
-    wait_for(browser, lambda d: d.find_element("id", "connection").text == "connected · long polling", 10, "reloaded page not connected")
+    wait_for(
+        browser,
+        lambda d: d.find_element("id", "connection").text == "connected · long polling",
+        10,
+        "reloaded page not connected",
+    )
     assert any("remembered" in e for e in page_events(browser)), page_events(browser)
     assert requests_to(browser, "/socket/websocket") == []
     wait_numbers_live(browser)
@@ -295,7 +315,8 @@ const until = async (what, test, ms) => { const end = Date.now() + ms;
 class Store { constructor() { this.items = {}; } getItem(k) { return k in this.items ? this.items[k] : null; }
               setItem(k, v) { this.items[k] = String(v); } }
 // A WebSocket that opens and then passes nothing (a proxy that lets the upgrade through).
-class Silent { constructor(url) { this.readyState = 0; Silent.made++; setTimeout(() => { this.readyState = 1; this.onopen && this.onopen(); }, 0); }
+class Silent { constructor(url) { this.readyState = 0; Silent.made++;
+                 setTimeout(() => { this.readyState = 1; this.onopen && this.onopen(); }, 0); }
                send() {} close() { this.readyState = 3; } }
 Silent.made = 0;
 // A WebSocket that answers heartbeats, and can be dropped as a server restart drops it.
@@ -305,7 +326,8 @@ class Healthy { constructor(url) { this.readyState = 0; Healthy.all.push(this);
                   if (event === "heartbeat") setTimeout(() => this.onmessage && this.onmessage(
                     {data: JSON.stringify([null, ref, "phoenix", "phx_reply", {status: "ok", response: {}}])}), 0); }
                 close() { this.readyState = 3; }
-                drop() { this.readyState = 3; this.onerror && this.onerror({}); this.onclose && this.onclose({code: 1006, reason: ""}); } }
+                drop() { this.readyState = 3; this.onerror && this.onerror({});
+                  this.onclose && this.onclose({code: 1006, reason: ""}); } }
 Healthy.all = [];
 const out = {};
 (async () => {

@@ -26,8 +26,12 @@ OPTS = "heartbeat_interval=0.2&node_timeout=1.5&reconnect_backoff_initial=0.02&r
 def two_nodes(redis_server):
     url = f"{redis_server.url}?{OPTS}&channel=phx:demo-nodes"
     nodes = [
-        ServerProcess([*PHX_SERVE, "--port", "0", "--pubsub", url, "--node-name", name], cwd=REPO, name=f"demo {name}",
-                      env={"SECRET_KEY_BASE": "d" * 64})
+        ServerProcess(
+            [*PHX_SERVE, "--port", "0", "--pubsub", url, "--node-name", name],
+            cwd=REPO,
+            name=f"demo {name}",
+            env={"SECRET_KEY_BASE": "d" * 64},
+        )
         for name in ("demo-a", "demo-b")
     ]
     try:

@@ -674,13 +674,17 @@ def test_a_traced_channel_still_shows_its_pushes_as_sends(server, connect):
         assert json.loads(frame.payload)[3] == "shouted"
         # The event, if any, was queued here when the channel pushed: before the frame left.
         sends = []
-        while (m := actors.receive(lambda m: isinstance(m, tuple) and m[:3] == ("trace", channel, "send"), 0, default=None)) is not None:
+        while (
+            m := actors.receive(lambda m: isinstance(m, tuple) and m[:3] == ("trace", channel, "send"), 0, default=None)
+        ) is not None:
             sends.append(m)
     finally:
         actors.trace(channel, False)
         while actors.receive(lambda m: isinstance(m, tuple) and m[:1] == ("trace",), 0, default=None) is not None:
             pass
-    assert [(m[3], m[4]) for m in sends if m[3][:1] == ("socket_push",)] == [(("socket_push", "text", frame.payload.decode()), pid)]
+    assert [(m[3], m[4]) for m in sends if m[3][:1] == ("socket_push",)] == [
+        (("socket_push", "text", frame.payload.decode()), pid)
+    ]
 
 
 def test_an_unframeable_push_behaves_as_actors_send_does(server, connect):

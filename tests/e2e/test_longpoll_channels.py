@@ -84,7 +84,9 @@ def decode(vsn: str, text: str) -> Msg:
 class Session:
     """One long-poll client session: the token, and GET/POST helpers (Phoenix's ``poll``)."""
 
-    def __init__(self, server: LongPollApp, path: str = "/ws", vsn: str = "2.0.0", params: dict | None = None, headers: dict | None = None) -> None:
+    def __init__(
+        self, server: LongPollApp, path: str = "/ws", vsn: str = "2.0.0", params: dict | None = None, headers: dict | None = None
+    ) -> None:
         self.server, self.path, self.vsn = server, path, vsn
         self.params = dict(params or {})
         self.headers = headers
@@ -94,7 +96,9 @@ class Session:
         query = {**self.params, "vsn": self.vsn, **(params or {})}
         if self.token is not None:
             query["token"] = self.token
-        answer = request(self.server.lp_port, method, f"{self.path}/longpoll", query, body, {**(self.headers or {}), **(headers or {})})
+        answer = request(
+            self.server.lp_port, method, f"{self.path}/longpoll", query, body, {**(self.headers or {}), **(headers or {})}
+        )
         assert answer.status == (400 if method not in ("GET", "POST", "OPTIONS") else 200), answer
         assert answer.headers.get("access-control-allow-origin") == "*", answer.headers
         return answer
@@ -209,7 +213,12 @@ def test_peer_data_reaches_connect_info(server, mode):
 @pytest.mark.parametrize("mode", MODES)
 def test_uri_reaches_connect_info(server, mode):
     uri = _joined_connect_info(server, mode, None)["uri"]
-    assert (uri["host"], uri["path"], uri["query"], uri["scheme"]) == ("127.0.0.1", "/ws/connect_info/longpoll", "vsn=1.0.0", "http")
+    assert (uri["host"], uri["path"], uri["query"], uri["scheme"]) == (
+        "127.0.0.1",
+        "/ws/connect_info/longpoll",
+        "vsn=1.0.0",
+        "http",
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -362,9 +371,12 @@ def test_options_answers_the_cors_preflight(server):
     answer = Session(server).call("OPTIONS", headers={"Access-Control-Request-Headers": "content-type, x-custom"})
     assert answer.raw == b""
     h = answer.headers
-    assert (h["access-control-allow-origin"], h["access-control-allow-headers"], h["access-control-allow-methods"], h["access-control-max-age"]) == (
-        "*", "content-type, x-custom", "get, post, options", "3600",
-    )  # fmt: skip
+    assert (
+        h["access-control-allow-origin"],
+        h["access-control-allow-headers"],
+        h["access-control-allow-methods"],
+        h["access-control-max-age"],
+    ) == ("*", "content-type, x-custom", "get, post, options", "3600")
 
 
 @pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH"])
@@ -381,7 +393,9 @@ def test_other_methods_are_400(server, method):
         pytest.param(lambda t: "SFMyNTY.bm90IGEgdGVybQ.c2ln", id="garbage"),
         pytest.param(lambda t: token.sign("z" * 64, SALT, token.verify(SECRET, SALT, t)[1]), id="other-endpoint-secret"),
         pytest.param(lambda t: token.sign(SECRET, "Other.PubSub", token.verify(SECRET, SALT, t)[1]), id="other-salt"),
-        pytest.param(lambda t: token.sign(SECRET, SALT, token.verify(SECRET, SALT, t)[1], signed_at=time.time() - 1_300_000), id="expired"),
+        pytest.param(
+            lambda t: token.sign(SECRET, SALT, token.verify(SECRET, SALT, t)[1], signed_at=time.time() - 1_300_000), id="expired"
+        ),
         pytest.param(lambda t: token.sign(SECRET, SALT, ("v1", "x", "<0.1.0>", "phx:lp:x")), id="wrong-shape"),
     ],
 )
@@ -406,7 +420,10 @@ def test_a_body_that_is_not_a_message_is_400_and_closes_only_that_session(server
     server.wait_log(r"invalid message from client", mark)
     assert s.post({"topic": topic, "event": "new_msg", "ref": "2", "join_ref": "1", "payload": {}}).body == {"status": 410}
     # another session on the same topic carries on
-    assert bystander.post({"topic": topic, "event": "new_msg", "ref": "2", "join_ref": "1", "payload": {"body": "still"}}).lp_status == 200
+    assert (
+        bystander.post({"topic": topic, "event": "new_msg", "ref": "2", "join_ref": "1", "payload": {"body": "still"}}).lp_status
+        == 200
+    )
     assert any(m.event == "new_msg" and m.payload["body"] == "still" for m in bystander.collect(has("new_msg")))
 
 

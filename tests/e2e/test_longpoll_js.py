@@ -91,7 +91,7 @@ def _check_scenario(steps: list[dict], user: str, binary: bool = True) -> None:
     # the crash: what terminate pushed, then the error, then the rejoin
     crash = names.index("channel_error")
     assert ("you_left", jr1) in events and crash < names.index("join_reply", names.index("join_reply") + 1)
-    assert {"leave_reply", "channel_close"} <= set(names[names.index("join_reply", crash):])
+    assert {"leave_reply", "channel_close"} <= set(names[names.index("join_reply", crash) :])
     assert names[-1] == "disconnected"
 
 

@@ -32,7 +32,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 PHX_SERVE = [sys.executable, str(REPO / "bin" / "phx-serve")]
 # A channel of its own: the Redis server is shared with the other tests of the run.
-OPTS = "channel=phx:LongPollNodes&heartbeat_interval=0.2&node_timeout=1.5&reconnect_backoff_initial=0.02&reconnect_backoff_max=0.5"
+OPTS = (
+    "channel=phx:LongPollNodes&heartbeat_interval=0.2&node_timeout=1.5&reconnect_backoff_initial=0.02&reconnect_backoff_max=0.5"
+)
 WINDOW_S = 3.0  # longpoll_node_app.WINDOW_MS
 
 pytestmark = pytest.mark.timeout(90)
@@ -128,7 +130,12 @@ class Session:
         query = {**self.params, "vsn": "2.0.0", **({"token": self.token} if self.token else {})}
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=WINDOW_S + 10)
         try:
-            conn.request(method, "/socket/longpoll?" + urlencode(query), body=body, headers={"Content-Type": content_type or "application/json"})
+            conn.request(
+                method,
+                "/socket/longpoll?" + urlencode(query),
+                body=body,
+                headers={"Content-Type": content_type or "application/json"},
+            )
             answer = conn.getresponse()
             raw = answer.read()
         finally:
@@ -212,7 +219,9 @@ def nodes(redis_server):
     secret = secrets.token_urlsafe(48)
     started: list[Node] = []
     try:
-        threads = [threading.Thread(target=lambda n=n: started.append(Node(redis_server.url, n, secret))) for n in ("lp_a", "lp_b")]
+        threads = [
+            threading.Thread(target=lambda n=n: started.append(Node(redis_server.url, n, secret))) for n in ("lp_a", "lp_b")
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -221,7 +230,11 @@ def nodes(redis_server):
         started.sort(key=lambda n: n.name)
         for n in started:
             other = ({"lp_a", "lp_b"} - {n.name}).pop()
-            wait_for(lambda n=n, other=other: n.call("stats")["nodes"].get(other, {}).get("status") == "up", 10, f"{n.name} sees {other}")
+            wait_for(
+                lambda n=n, other=other: n.call("stats")["nodes"].get(other, {}).get("status") == "up",
+                10,
+                f"{n.name} sees {other}",
+            )
         yield started
     finally:
         for n in started:

@@ -68,8 +68,7 @@ def _unavailable(reason: str) -> None:
     """Skip locally; under CI=true a missing prerequisite is a failure, never a skip."""
     if os.environ.get("CI") == "true":
         pytest.fail(
-            f"{reason}. Under CI=true this test must run: .ci/run has to install Node and "
-            "run `npm ci --prefix tests/e2e/js`.",
+            f"{reason}. Under CI=true this test must run: .ci/run has to install Node and run `npm ci --prefix tests/e2e/js`.",
             pytrace=False,
         )
     pytest.skip(reason)
@@ -97,8 +96,7 @@ def node() -> str:
         installed = json.loads(manifest.read_text())["version"]
         if installed != _pinned(name):
             _unavailable(
-                f"node_modules has {name} {installed}, package.json pins {_pinned(name)}: "
-                "run `npm ci --prefix tests/e2e/js`"
+                f"node_modules has {name} {installed}, package.json pins {_pinned(name)}: run `npm ci --prefix tests/e2e/js`"
             )
     return exe
 
@@ -295,9 +293,7 @@ def run_client(node: str, server: Server, vsn: str) -> Run:
     run = Run(vsn, topic, user_id, out.returncode, records, out.stderr, server)
     assert not junk, run.why(f"the client printed lines that are not its JSON records: {junk[:5]}")
     results = [r for r in records if r["kind"] == "result"]
-    assert len(results) == 1 and records[-1] is results[0], run.why(
-        "the client must end with exactly one result line"
-    )
+    assert len(results) == 1 and records[-1] is results[0], run.why("the client must end with exactly one result line")
     run.result = results[0]
     run.steps = [r for r in records if r["kind"] == "step"]
     for rec in records:
@@ -321,16 +317,14 @@ def test_official_phoenix_js_client(node: str, server: Server, vsn: str) -> None
     T = run.topic
 
     # The client got through every step by itself (the script waits for each one).
-    assert run.result["ok"] is True and run.returncode == 0, run.why(
-        f"the client failed: {run.result.get('reason')}"
-    )
+    assert run.result["ok"] is True and run.returncode == 0, run.why(f"the client failed: {run.result.get('reason')}")
 
     # --- the connection: one, to the URL Phoenix's client builds, no reconnects ------
     start = run.steps[0]
     assert start["name"] == "start"
-    assert start["endpoint"] == (
-        f"ws://127.0.0.1:{server.port}/ws/websocket?user_id={run.user_id}&vsn={vsn}"
-    ), run.why("the client's endpoint URL")
+    assert start["endpoint"] == (f"ws://127.0.0.1:{server.port}/ws/websocket?user_id={run.user_id}&vsn={vsn}"), run.why(
+        "the client's endpoint URL"
+    )
     names = run.step_names()
     assert names.count("ws_connecting") == 1, run.why("the client connected more than once")
     assert names.count("socket_open") == 1, run.why("the socket opened more than once")
@@ -341,9 +335,7 @@ def test_official_phoenix_js_client(node: str, server: Server, vsn: str) -> None
     beats_in = [f for d, f, _ in run.frames if d == "in" and f.topic == "phoenix"]
     assert beats_out, run.why("the client sent no heartbeat")
     for f in beats_out:
-        assert (f.join_ref, f.topic, f.event, f.payload) == (None, "phoenix", "heartbeat", {}), run.why(
-            f"heartbeat frame {f}"
-        )
+        assert (f.join_ref, f.topic, f.event, f.payload) == (None, "phoenix", "heartbeat", {}), run.why(f"heartbeat frame {f}")
     answered = {f.ref: f for f in beats_in}
     assert len(answered) == len(beats_in), run.why("two heartbeat replies share a ref")
     for f in beats_out[:-1]:  # the last one may still be in flight at disconnect
@@ -419,7 +411,10 @@ def test_official_phoenix_js_client(node: str, server: Server, vsn: str) -> None
         return (name,)
 
     flow = [summary(s) for s in run.steps if s["name"] not in ("start", "ws_connecting")]
-    new_msg = lambda body: ("event", "new_msg", {"body": body, "transport": EXPECTED_TRANSPORT})
+
+    def new_msg(body: str) -> tuple:
+        return ("event", "new_msg", {"body": body, "transport": EXPECTED_TRANSPORT})
+
     expected_flow = [
         ("socket_open",),
         ("heartbeat_reply",),

@@ -235,3 +235,29 @@ def test_a_tree_that_gives_up_ends_phx_serve_with_an_error():
     result = run("serve_target:crashing", "--port", "0", timeout=30)
     assert result.returncode == 1
     assert "the application stopped by itself: 'shutdown'" in result.stderr
+
+
+def test_bad_debug_shell_addresses_are_one_line_before_anything_starts(tmp_path):
+    regular = tmp_path / "a-file"
+    regular.write_text("not a socket")
+    live = start("serve_target:endpoint", "--port", "0", "--debug-shell", f"unix:{tmp_path / 'live.sock'}")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            cases = [
+                (f"unix:{tmp_path / 'no' / 'such' / 'dir.sock'}", 2, "does not exist"),
+                (f"unix:{regular}", 2, "exists and is not a socket"),
+                (f"unix:{tmp_path / 'live.sock'}", 1, "in use by a live server"),
+                (f"127.0.0.1:{port}", 1, "in use"),
+            ]
+            for addr, status, cause in cases:
+                result = run("serve_target:endpoint", "--port", "0", "--debug-shell", addr)
+                assert result.returncode == status, (addr, result.stderr)
+                lines = [line for line in result.stderr.splitlines() if line.startswith("phx-serve:")]
+                assert len(lines) == 1 and addr.split(":", 1)[1] in lines[0] and cause in lines[0], result.stderr
+                assert "Traceback" not in result.stderr
+                assert "application phx-serve started" not in result.stderr  # nothing started
+        finally:
+            assert live.stop() == 0

@@ -33,7 +33,8 @@ def server():
 def shown_presence(driver) -> dict[str, int]:
     """The page's "In the room" list: {name: count}."""
     return driver.execute_script(
-        "return Object.fromEntries([...document.querySelectorAll('#present li')].map(li => [li.dataset.name, Number(li.dataset.count)]))"
+        "return Object.fromEntries([...document.querySelectorAll('#present li')]"
+        ".map(li => [li.dataset.name, Number(li.dataset.count)]))"
     )
 
 
@@ -89,7 +90,10 @@ def test_two_pages_see_each_other_appear_and_leave(server, browser):
     driver.get(server.http + "/")
     join_as(driver, ann)
     wait_for(driver, lambda d: shown_presence(d).get(ann) == 2, 10, "two tabs of one name are not counted")
-    assert driver.execute_script("return document.querySelectorAll('#present li[data-name=\"' + arguments[0] + '\"]').length", ann) == 1
+    assert (
+        driver.execute_script("return document.querySelectorAll('#present li[data-name=\"' + arguments[0] + '\"]').length", ann)
+        == 1
+    )
     driver.close()
     driver.switch_to.window(first)
     wait_for(driver, lambda d: shown_presence(d).get(ann) == 1, 10, "the closed tab's count does not drop")

@@ -23,14 +23,13 @@ from typing import Any
 import gevent
 import gevent.subprocess as gsubprocess
 import pytest
+from test_phoenix_js import JS_DIR, node  # noqa: F401 - the fixture checks Node and the npm install
 
 import actors
 from supervision import Application
 from transport import Channel, Endpoint, SocketHandler, push
 from transport.presence import Presence
 from transport.pubsub import PubSub
-
-from test_phoenix_js import JS_DIR, node  # noqa: F401 - the fixture checks Node and the npm install
 
 SCRIPT = JS_DIR / "presence_client.mjs"
 TOPIC = "room:presence-js"
@@ -80,7 +79,11 @@ def make_app() -> tuple[Application, Endpoint, Presence]:
         sockets=[("/socket", UserSocket, {"websocket": {"timeout": 60_000}, "drainer": False})],
     )
     app = Application(
-        [PubSub.child_spec(name=pubsub_name), presence.child_spec(), *endpoint.child_specs(server={"host": "127.0.0.1", "port": 0})]
+        [
+            PubSub.child_spec(name=pubsub_name),
+            presence.child_spec(),
+            *endpoint.child_specs(server={"host": "127.0.0.1", "port": 0}),
+        ]
     )
     return app, endpoint, presence
 

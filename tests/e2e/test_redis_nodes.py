@@ -162,7 +162,9 @@ def test_ten_thousand_broadcasts_from_random_nodes_reach_every_subscriber_once_i
                 errors += node.call("burst", {"topic": topic, "n": n, "start": start})["errors"]
             results[node.name] = errors
 
-        readers = [threading.Thread(target=lambda i=i: received[i].extend(collect(subs[i], topic, 10_000, 120))) for i in range(3)]
+        readers = [
+            threading.Thread(target=lambda i=i: received[i].extend(collect(subs[i], topic, 10_000, 120))) for i in range(3)
+        ]
         for t in readers:
             t.start()
         with ThreadPoolExecutor(3) as pool:
@@ -298,7 +300,11 @@ def test_a_second_node_with_a_taken_name_refuses_to_start_with_one_line(redis: A
     try:
         done = subprocess.run(
             [*PHX_SERVE, "redis_node_app:children", "--port", "0", "--pubsub", redis.url, "--node-name", "same"],
-            cwd=HERE, capture_output=True, text=True, timeout=30, env={**os.environ, "PYTHONPATH": REPO},
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PYTHONPATH": REPO},
         )
         assert done.returncode != 0
         last = done.stderr.strip().splitlines()[-1]

@@ -52,8 +52,23 @@ def certs(tmp_path_factory) -> dict[str, Path]:
     for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
         (d / f"{name}.ext").write_text(ext + "\n")
         run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-            "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+        )
     return {name: d / name for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
 
 
@@ -66,7 +81,16 @@ def _client_context(certs, with_cert: bool = False) -> ssl.SSLContext:
 
 def test_phx_serve_serves_wss_to_a_python_client(certs):
     server = ServerProcess(
-        [*PHX_SERVE, "serve_target:endpoint", "--port", "0", "--certfile", str(certs["server.pem"]), "--keyfile", str(certs["server.key"])],
+        [
+            *PHX_SERVE,
+            "serve_target:endpoint",
+            "--port",
+            "0",
+            "--certfile",
+            str(certs["server.pem"]),
+            "--keyfile",
+            str(certs["server.key"]),
+        ],
         cwd=HERE,
         name="phx-serve (TLS)",
     )
@@ -76,7 +100,7 @@ def test_phx_serve_serves_wss_to_a_python_client(certs):
             ws.send(json.dumps(["1", "1", "lobby:tls", "phx_join", {}]))
             assert json.loads(ws.recv(timeout=5))[4] == {"response": {}, "status": "ok"}
         # Plain HTTP on the TLS port gets no WebSocket.
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017 - how the client fails on a TLS port varies
             connect(f"ws://{server.host}:{server.port}/socket/websocket?vsn=2.0.0", open_timeout=5)
     finally:
         assert server.stop() == 0
@@ -87,7 +111,16 @@ def test_the_projects_client_connects_over_wss(certs):
     from transport.client import Socket
 
     server = ServerProcess(
-        [*PHX_SERVE, "serve_target:endpoint", "--port", "0", "--certfile", str(certs["server.pem"]), "--keyfile", str(certs["server.key"])],
+        [
+            *PHX_SERVE,
+            "serve_target:endpoint",
+            "--port",
+            "0",
+            "--certfile",
+            str(certs["server.pem"]),
+            "--keyfile",
+            str(certs["server.key"]),
+        ],
         cwd=HERE,
         name="phx-serve (TLS)",
     )
@@ -109,7 +142,16 @@ def test_the_official_phoenix_client_connects_over_wss(certs):
     if node is None or not (JS_DIR / "node_modules" / "phoenix").is_dir():
         pytest.skip("Node and `npm ci --prefix tests/e2e/js` are needed")
     server = ServerProcess(
-        [*PHX_SERVE, "serve_target:endpoint", "--port", "0", "--certfile", str(certs["server.pem"]), "--keyfile", str(certs["server.key"])],
+        [
+            *PHX_SERVE,
+            "serve_target:endpoint",
+            "--port",
+            "0",
+            "--certfile",
+            str(certs["server.pem"]),
+            "--keyfile",
+            str(certs["server.key"]),
+        ],
         cwd=HERE,
         name="phx-serve (TLS)",
     )
@@ -169,9 +211,13 @@ def _serve(**server):
     endpoint = Endpoint(
         name,
         pubsub_server=f"{name}.PubSub",
-        sockets=[("/socket", InfoSocket, {"drainer": False, "websocket": {"connect_info": ["peer_data", "uri"], "check_origin": True}})],
+        sockets=[
+            ("/socket", InfoSocket, {"drainer": False, "websocket": {"connect_info": ["peer_data", "uri"], "check_origin": True}})
+        ],
     )
-    app = Application([PubSub.child_spec(name=endpoint.pubsub_server), *endpoint.child_specs(server={"host": "127.0.0.1", "port": 0, **server})])
+    app = Application(
+        [PubSub.child_spec(name=endpoint.pubsub_server), *endpoint.child_specs(server={"host": "127.0.0.1", "port": 0, **server})]
+    )
     app.start()
     return app, endpoint.bound[1]
 
@@ -256,7 +302,9 @@ def test_without_trusted_proxies_forwarded_headers_are_ignored():
     app, port = _serve()
     try:
         sock = gevent.socket.create_connection(("127.0.0.1", port), timeout=5)
-        assert _upgrade(sock, port, "X-Forwarded-For: 203.0.113.7\r\nOrigin: https://evil.example\r\n").startswith(b"HTTP/1.1 403")
+        assert _upgrade(sock, port, "X-Forwarded-For: 203.0.113.7\r\nOrigin: https://evil.example\r\n").startswith(
+            b"HTTP/1.1 403"
+        )
         sock.close()
         sock = gevent.socket.create_connection(("127.0.0.1", port), timeout=5)
         assert _upgrade(sock, port, "X-Forwarded-For: 203.0.113.7\r\n").startswith(b"HTTP/1.1 101")

@@ -255,9 +255,7 @@ def test_logs_and_filters_params_on_join_and_handle_in(connect, server):
     mark = server.log_mark()
     jr = c.join(topic, {"join": "yes", "password": secret})
     assert c.reply_to(jr) == Msg(c.jr("1"), "1", topic, "phx_reply", ok())
-    server.wait_log(
-        rf"JOINED {re.escape(topic)} in \S+\n\s+Parameters: \{{'join': 'yes', 'password': '\[FILTERED\]'\}}", mark
-    )
+    server.wait_log(rf"JOINED {re.escape(topic)} in \S+\n\s+Parameters: \{{'join': 'yes', 'password': '\[FILTERED\]'\}}", mark)
     ref = c.send(topic, "new_msg", {"in": "yes", "password": secret})
     assert c.reply_to(ref).ref == "2"
     server.wait_log(

@@ -177,9 +177,7 @@ class PhxClient:
             try:
                 msg = self._read(deadline)
             except TimeoutError:
-                raise AssertionError(
-                    f"no matching frame within {timeout or self.timeout}s; mailbox: {self.mailbox}"
-                ) from None
+                raise AssertionError(f"no matching frame within {timeout or self.timeout}s; mailbox: {self.mailbox}") from None
             if match(msg):
                 return msg
             self.mailbox.append(msg)

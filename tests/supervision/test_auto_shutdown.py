@@ -77,7 +77,9 @@ def me():
 
 
 def _down(sup, timeout=0.15):
-    msg = actors.receive(lambda m: isinstance(m, tuple) and len(m) == 3 and m[0] == "EXIT" and m[1] == sup, timeout, default=TIMEOUT)
+    msg = actors.receive(
+        lambda m: isinstance(m, tuple) and len(m) == 3 and m[0] == "EXIT" and m[1] == sup, timeout, default=TIMEOUT
+    )
     return "alive" if msg is TIMEOUT else msg[2]
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
+from sup_helpers import assert_no_more_starts, down, expect_started, start_worker, worker_spec
 
 import actors
 import supervision
 from supervision import Application, ChildSpecError, DynamicSupervisor, PartitionSupervisor, SupervisorError
-from sup_helpers import assert_no_more_starts, down, expect_started, start_worker, worker_spec
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 import pytest
+from sup_helpers import assert_no_more_starts, down, expect_started, start_worker, started_order, worker_spec
 
 import actors
 import supervision
 from actors import GenServer
 from supervision import ChildSpec, ChildSpecError, Supervisor, SupervisorError
-from sup_helpers import assert_no_more_starts, down, expect_started, started_order, start_worker, worker_spec
 
 
 @pytest.fixture
@@ -171,7 +171,12 @@ def test_failed_start_stops_startup_and_shuts_down_started_children_in_reverse(m
     def fail():
         return ("error", "nope")
 
-    children = [worker_spec("a", me, trap=True), worker_spec("b", me, trap=True), {"id": "bad", "start": fail}, worker_spec("c", me)]
+    children = [
+        worker_spec("a", me, trap=True),
+        worker_spec("b", me, trap=True),
+        {"id": "bad", "start": fail},
+        worker_spec("c", me),
+    ]
     with pytest.raises(actors.StartError) as info:
         supervision.start_link(children)
     assert info.value.reason == ("shutdown", ("failed_to_start_child", "bad", "nope"))

@@ -5,12 +5,11 @@ from __future__ import annotations
 import gevent
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sup_helpers import worker_spec
 
 import actors
 import supervision
-from actors import Pid
-from actors import _runtime
-from sup_helpers import worker_spec
+from actors import Pid, _runtime
 
 REASONS = ["boom", "normal", ("shutdown", "x"), "shutdown"]
 

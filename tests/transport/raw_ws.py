@@ -84,9 +84,7 @@ class Client:
     """A raw WebSocket client over a gevent socket; ``first`` goes out with the handshake (one
     write). ``no_rsv``: ``recv_header`` also asserts that a server frame has no RSV bits."""
 
-    def __init__(
-        self, port: int, path: str = "/", rcvbuf: int | None = None, first: bytes = b"", no_rsv: bool = False
-    ) -> None:
+    def __init__(self, port: int, path: str = "/", rcvbuf: int | None = None, first: bytes = b"", no_rsv: bool = False) -> None:
         sock = gsocket.socket(stdsocket.AF_INET, stdsocket.SOCK_STREAM)
         sock.setsockopt(stdsocket.IPPROTO_TCP, stdsocket.TCP_NODELAY, 1)
         if rcvbuf:
@@ -97,7 +95,8 @@ class Client:
         self.no_rsv = no_rsv
         sock.sendall(
             f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode() + first
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+            + first
         )
         with gevent.Timeout(5):
             status = self.rfile.readline()

@@ -100,7 +100,7 @@ def test_tree_shows_supervisors_children_counts_and_restarts(system, shell, caps
 
     assert node["pid"] == system.root and node["supervisor"] == "Supervisor"
     assert node["counts"] == {"specs": 3, "active": 3, "supervisors": 2, "workers": 1}
-    assert node["restarts"] == {"recent": 0, "max_restarts": 3, "max_seconds": 5}
+    assert node["restarts"] == {"recent": 0, "total": 0, "max_restarts": 3, "max_seconds": 5}
     pubsub = next(c for c in node["children"] if c["id"] == system.pubsub)
     assert pubsub["supervisor"] == "PubSub" and pubsub["name"] == system.pubsub
     assert [c["label"] for c in pubsub["children"] if c["pid"] is not None][:2] == [
@@ -116,8 +116,8 @@ def test_tree_shows_supervisors_children_counts_and_restarts(system, shell, caps
     assert out.splitlines()[0].startswith(f"{system.root}  Supervisor one_for_one  [3/3 active, 2 sup, 1 wrk]")
     assert f"── {pubsub['pid']}  {system.pubsub}" in out
     assert f"{channel}  ('channel', 'room:lobby')  waiting" in out
-    assert "restarts 0/3 in 5s" in out
-    assert "no lifetime restart count" in out
+    assert "restarts 0/3 in 5s, 0 total" in out
+    assert "total since the supervisor started" in out
 
 
 def test_tree_counts_restarts_in_the_intensity_window(system, shell):
@@ -126,6 +126,7 @@ def test_tree_counts_restarts_in_the_intensity_window(system, shell):
     node = shell.tree()
     pubsub = next(c for c in node["children"] if c["id"] == system.pubsub)
     assert pubsub["restarts"]["recent"] == 1
+    assert pubsub["restarts"]["total"] == 1
     assert node["restarts"]["recent"] == 0
 
 
@@ -692,3 +693,38 @@ def test_attach_reads_tracebacks_from_a_plain_gevent_backdoor(command, rc):
         assert attach(f"127.0.0.1:{server.address[1]}", command)[0] == rc
     finally:
         server.stop()
+
+
+def test_tree_says_what_a_child_without_a_process_is_and_where_sockets_are(system, shell, capsys):
+    node = shell.tree()
+    pubsub = next(c for c in node["children"] if c["id"] == system.pubsub)
+    adapter = next(c for c in pubsub["children"] if c["pid"] is None)
+    assert adapter["status"] == "no process"  # the local adapter's start returns ignore
+    out = capsys.readouterr().out
+    assert "not running" not in out
+    assert "no process = the child's start returned ignore" in out
+    assert "list them with sockets()" in out
+
+
+def test_tracing_a_channel_points_at_its_socket_for_broadcasts(system, shell, capsys):
+    client = connect(system)
+    join(client, "room:lobby")
+    channel = channel_of(client, "room:lobby")
+    shell.trace(channel, n=1, seconds=0.2)
+    out = capsys.readouterr().out
+    assert f"trace({client.pid}) shows them" in out and "fastlane" in out
+    shell.trace(client.pid, n=1, seconds=0.1)  # a socket: no such note
+    assert "fastlane" not in capsys.readouterr().out
+
+
+def test_long_names_keep_both_ends_in_procs(system, shell, capsys):
+    name = "Demo.Endpoint.transport.demo.DemoSocket.ChannelPool.partition.1"
+    assert debug_shell._short(name, 48, "middle") == "Demo.Endpoint...moSocket.ChannelPool.partition.1"
+    pid = actors.spawn(lambda: actors.receive(lambda m: m == "stop"))
+    actors.register(name, pid)
+    actors.send(pid, "a")  # left queued, so it sorts first
+    try:
+        shell.procs(n=40)
+        assert "Demo.Endpoint...moSocket.ChannelPool.partition.1" in capsys.readouterr().out
+    finally:
+        actors.exit(pid, "kill")

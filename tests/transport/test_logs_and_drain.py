@@ -6,14 +6,13 @@ import itertools
 import logging
 
 import pytest
+from channel_app import RoomChannel, UserSocket
 
 import actors
 from supervision import Application
 from transport import Endpoint, SocketHandler, telemetry
 from transport.pubsub import PubSub
-from transport.testing import SocketClient
-
-from channel_app import RoomChannel, UserSocket
+from transport.testing import ConnectRefused, SocketClient
 
 _ids = itertools.count()
 
@@ -51,7 +50,7 @@ def test_connect_and_join_are_logged_with_timings_and_filtered_params(endpoint, 
 
 def test_refusals_are_logged_as_refused(endpoint, caplog):
     with caplog.at_level(logging.INFO, logger="transport"):
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectRefused):
             SocketClient(endpoint, UserSocket, params={"reject": "1"})
         c = SocketClient(endpoint, UserSocket, params={"vsn": "2.0.0"})
         c.send_json(["1", "1", "room:private", "phx_join", {}])
@@ -113,8 +112,6 @@ def test_drainer_can_be_turned_off_and_bad_options_are_rejected():
         Endpoint("Drain.Bad", pubsub_server="x", sockets=[("/s", S, {"drainer": {"batch": 1}})]).child_specs()
     with pytest.raises(ValueError, match="batch_size"):
         Endpoint("Drain.Bad2", pubsub_server="x", sockets=[("/s", S, {"drainer": {"batch_size": 0}})]).child_specs()
-
-
 
 
 def test_a_client_repeating_a_mistake_is_logged_once_then_counted(endpoint, caplog):

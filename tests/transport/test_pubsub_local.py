@@ -54,7 +54,9 @@ def test_local_adapter_default_node_name_is_unique_to_the_os_process() -> None:
         actors.stop(sup)
 
 
-@pytest.mark.parametrize("opts, argument", [({"colour": "red"}, "colour"), ({"node_name": 7}, "node_name"), ({"node_name": ""}, "node_name")])
+@pytest.mark.parametrize(
+    "opts, argument", [({"colour": "red"}, "colour"), ({"node_name": 7}, "node_name"), ({"node_name": ""}, "node_name")]
+)
 def test_local_adapter_rejects_bad_options_before_starting(opts: dict, argument: str) -> None:
     with pytest.raises(TypeError, match=argument):
         PubSub.child_spec(name="test.LocalBad", **opts)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+import logging
+import time
 from typing import Any
 
 import pytest
+import redis
 from pubsub_shared import *
-from pubsub_shared import custom_dispatch
+from pubsub_shared import Subscriber, custom_dispatch, got, nothing_received, received
 
-from transport.pubsub import RedisAdapter
+import actors
+from actors import StartError
+from transport import _channel, pubsub
+from transport._message import Broadcast
+from transport.pubsub import BroadcastError, PubSub, RedisAdapter
 
 
 @pytest.fixture
@@ -20,20 +28,6 @@ def pubsub_adapter(redis_server: Any) -> tuple[Any, dict[str, Any]]:
 # ----------------------------------------------------------------------------------------
 # What only the Redis adapter does: several nodes in this OS process on one channel
 # ----------------------------------------------------------------------------------------
-
-import itertools
-import logging
-import time
-
-import redis
-
-import actors
-from actors import StartError
-from pubsub_shared import Subscriber, got, nothing_received, received
-from transport import _channel
-from transport._message import Broadcast
-from transport.pubsub import BroadcastError, PubSub
-from transport import pubsub
 
 _ids = itertools.count(1)
 FAST = {"heartbeat_interval": 0.1, "node_timeout": 0.6, "reconnect_backoff_initial": 0.02, "reconnect_backoff_max": 0.2}
@@ -161,7 +155,7 @@ def test_direct_broadcast_reaches_the_named_node_only(cluster: Nodes) -> None:
 
 
 def test_statistics_show_the_nodes_and_counters(cluster: Nodes) -> None:
-    a, b = cluster.start("a"), cluster.start("b")
+    a, _ = cluster.start("a"), cluster.start("b")
     wait_for(node_up(a, "b"), what="a sees b")
     st = pubsub.statistics(a)
     assert st["node_name"] == "a" and st["adapter"] == "RedisAdapter"
@@ -177,7 +171,9 @@ def test_a_duplicate_node_name_is_refused_with_a_clear_reason(cluster: Nodes) ->
     cluster.start("a")
     actors.trap_exit(True)
     with pytest.raises(StartError) as info:
-        PubSub.start_link(name=f"{cluster.prefix}.dup", adapter=RedisAdapter, url=cluster.url, node_name="a", channel=cluster.channel)
+        PubSub.start_link(
+            name=f"{cluster.prefix}.dup", adapter=RedisAdapter, url=cluster.url, node_name="a", channel=cluster.channel
+        )
     assert "node_name_in_use" in repr(info.value.reason) and "'a' is already in use" in repr(info.value.reason)
     assert actors.whereis(f"{cluster.prefix}.dup") is None
 
@@ -328,7 +324,7 @@ def test_url_query_options_are_read() -> None:
 def test_the_debug_shell_shows_the_nodes_and_counters(cluster: Nodes, capsys: Any) -> None:
     from transport import debug_shell
 
-    a, b = cluster.start("a"), cluster.start("b")
+    a, _ = cluster.start("a"), cluster.start("b")
     wait_for(node_up(a, "b"), what="a sees b")
     assert pubsub.broadcast(a, "t", "x") == "ok"
     shell = debug_shell.Shell()

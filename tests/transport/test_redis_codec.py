@@ -29,7 +29,9 @@ from transport.pubsub._redis_codec import (
 )
 from transport.terms import Atom, OpaqueTerm, term_to_binary
 
-STRUCT = "#{'__struct__' => 'Elixir.Phoenix.Socket.Broadcast', topic => <<\"room:1\">>, event => <<\"new_msg\">>, payload => PAYLOAD}"
+STRUCT = (
+    "#{'__struct__' => 'Elixir.Phoenix.Socket.Broadcast', topic => <<\"room:1\">>, event => <<\"new_msg\">>, payload => PAYLOAD}"
+)
 
 
 def envelope_erl(mode: str, node: str, message: str, dispatcher: str, topic: str = '<<"room:1">>') -> str:
@@ -152,24 +154,36 @@ def test_node_names_are_checked() -> None:
 
 def test_erlang_reads_our_messages_as_phoenix_pubsub_redis_terms(codec: WireCodec) -> None:
     channel = codec.encode(
-        EXCEPT, "web1@host", "room:1",
+        EXCEPT,
+        "web1@host",
+        "room:1",
         Broadcast("room:1", "new_msg", {"body": "hi", "n": [1, 2], "ok": True, "none": None, "f": 1.5}),
         dispatcher_name(_channel.dispatch),
     )
     channel_expected = envelope_erl(
-        "except", "web1@host",
-        STRUCT.replace("PAYLOAD", '#{<<"body">> => <<"hi">>, <<"n">> => [1,2], <<"ok">> => true, <<"none">> => nil, <<"f">> => 1.5}'),
+        "except",
+        "web1@host",
+        STRUCT.replace(
+            "PAYLOAD", '#{<<"body">> => <<"hi">>, <<"n">> => [1,2], <<"ok">> => true, <<"none">> => nil, <<"f">> => 1.5}'
+        ),
         "Elixir.Phoenix.Channel.Server",
     )
     binary = codec.encode(ONLY, "phx@host", "room:1", Broadcast("room:1", "new_msg", Binary(b"\x01\xff")), str(CHANNEL_SERVER))
-    binary_expected = envelope_erl("only", "phx@host", STRUCT.replace("PAYLOAD", "{binary, <<1,255>>}"), "Elixir.Phoenix.Channel.Server")
+    binary_expected = envelope_erl(
+        "only", "phx@host", STRUCT.replace("PAYLOAD", "{binary, <<1,255>>}"), "Elixir.Phoenix.Channel.Server"
+    )
     plain = codec.encode(EXCEPT, "web1@host", "user:123", ("user_update", {"id": 123}), str(PUBSUB))
-    plain_expected = envelope_erl("except", "web1@host", '{<<"user_update">>, #{<<"id">> => 123}}', "Elixir.Phoenix.PubSub", '<<"user:123">>')
+    plain_expected = envelope_erl(
+        "except", "web1@host", '{<<"user_update">>, #{<<"id">> => 123}}', "Elixir.Phoenix.PubSub", '<<"user:123">>'
+    )
     compressed = WireCodec("web1@host", compression_level=6).encode(
         EXCEPT, "web1@host", "room:1", Broadcast("room:1", "new_msg", {"body": "y" * 300}), str(CHANNEL_SERVER)
     )
     compressed_expected = envelope_erl(
-        "except", "web1@host", STRUCT.replace("PAYLOAD", '#{<<"body">> => <<"' + "y" * 300 + '">>}'), "Elixir.Phoenix.Channel.Server"
+        "except",
+        "web1@host",
+        STRUCT.replace("PAYLOAD", '#{<<"body">> => <<"' + "y" * 300 + '">>}'),
+        "Elixir.Phoenix.Channel.Server",
     )
     me = actors.self()
     with_pid = codec.encode(ONLY, "web1@host", "t", (me, actors.make_ref()), str(PUBSUB))
@@ -181,8 +195,10 @@ def test_erlang_reads_our_messages_as_phoenix_pubsub_redis_terms(codec: WireCode
             f"binary_to_term({erl_binary(binary)}) =:= {binary_expected}",
             f"binary_to_term({erl_binary(plain)}) =:= {plain_expected}",
             f"binary_to_term({erl_binary(compressed)}) =:= {compressed_expected}",
-            f"case binary_to_term({erl_binary(with_pid)}) of {{3, only, 'web1@host', <<\"t\">>, {{P, R}}, 'Elixir.Phoenix.PubSub'}} "
-            "-> is_pid(P) andalso is_reference(R) andalso node(P) =:= 'web1@host' andalso node(R) =:= 'web1@host'; _ -> false end",
+            f"case binary_to_term({erl_binary(with_pid)}) of"
+            f" {{3, only, 'web1@host', <<\"t\">>, {{P, R}}, 'Elixir.Phoenix.PubSub'}}"
+            " -> is_pid(P) andalso is_reference(R) andalso node(P) =:= 'web1@host' andalso node(R) =:= 'web1@host';"
+            " _ -> false end",
         ]
     )
     assert results == ["true"] * 6
@@ -192,15 +208,22 @@ def test_we_read_what_a_phoenix_node_publishes(codec: WireCodec) -> None:
     # What Phoenix.PubSub.Redis publishes on OTP 25 (legacy atom tags), with atom keys in
     # the payload as Elixir code writes them, and compressed as with compression_level: 6.
     from_phoenix = envelope_erl(
-        "except", "phx@host",
+        "except",
+        "phx@host",
         STRUCT.replace("PAYLOAD", '#{body => <<"hi">>, status => ok, <<"n">> => 1, list => [a, <<"b">>], nothing => nil}'),
         "Elixir.Phoenix.Channel.Server",
     )
     binary = envelope_erl("only", "web1@host", STRUCT.replace("PAYLOAD", "{binary, <<0,1,2>>}"), "Elixir.Phoenix.Channel.Server")
-    plain = envelope_erl("except", "phx@host", "{user_update, #{id => 1, name => <<\"é\"/utf8>>}}", "Elixir.Phoenix.PubSub", '<<"user:1">>')
+    plain = envelope_erl(
+        "except", "phx@host", '{user_update, #{id => 1, name => <<"é"/utf8>>}}', "Elixir.Phoenix.PubSub", '<<"user:1">>'
+    )
     disconnect = envelope_erl(
-        "except", "phx@host", "#{'__struct__' => 'Elixir.Phoenix.Socket.Broadcast', topic => <<\"users_socket:1\">>, "
-        "event => <<\"disconnect\">>, payload => #{}}", "Elixir.Phoenix.Channel.Server", '<<"users_socket:1">>'
+        "except",
+        "phx@host",
+        "#{'__struct__' => 'Elixir.Phoenix.Socket.Broadcast', topic => <<\"users_socket:1\">>, "
+        'event => <<"disconnect">>, payload => #{}}',
+        "Elixir.Phoenix.Channel.Server",
+        '<<"users_socket:1">>',
     )
     raw = erl_eval(
         [

@@ -21,16 +21,25 @@ Xor = fun(A, B) -> crypto:exor(A, B) end,
 
 def _erl_cookie(session_src: str) -> str:
     # Plug.Session.COOKIE.put/4 with the default serializer: MessageVerifier.sign of the term.
-    return _ERL_HELPERS + f"""
+    return (
+        _ERL_HELPERS
+        + f"""
 Key = crypto:pbkdf2_hmac(sha256, {erl_string(SECRET)}, <<"change_me">>, 1000, 32),
 Plain = <<(B64(<<"HS256">>))/binary, ".", (B64(term_to_binary({session_src}, [{{minor_version, 2}}])))/binary>>,
 <<Plain/binary, ".", (B64(crypto:mac(hmac, sha256, Key, Plain)))/binary>>
 """
+    )
 
 
 def test_cookies_are_byte_identical_to_plugs():
     session = {"from_session": "123", "_csrf_token": "A" * 24, "user_id": 7}
-    [erl_cookie] = erl_eval([_erl_cookie('#{<<"from_session">> => <<"123">>, <<"_csrf_token">> => <<"AAAAAAAAAAAAAAAAAAAAAAAA">>, <<"user_id">> => 7}')])
+    [erl_cookie] = erl_eval(
+        [
+            _erl_cookie(
+                '#{<<"from_session">> => <<"123">>, <<"_csrf_token">> => <<"AAAAAAAAAAAAAAAAAAAAAAAA">>, <<"user_id">> => 7}'
+            )
+        ]
+    )
     assert STORE.dump(session, SECRET) == erl_cookie.decode()
     assert STORE.load(erl_cookie.decode(), SECRET) == session
 
@@ -44,8 +53,7 @@ def test_csrf_tokens_interoperate_with_plugs_masking():
             # Plug.CSRFProtection.mask/1 for a fixed mask
             _ERL_HELPERS + f"<<(B64(Xor({erl_string(state)}, {erl_string(mask)})))/binary, {erl_string(mask)}/binary>>",
             # valid_state_and_csrf_token?/2 on a token minted here
-            _ERL_HELPERS
-            + f"<<U:32/binary, M:24/binary>> = {erl_string(ours)}, Xor(UnB64(U), M) =:= {erl_string('C' * 24)}",
+            _ERL_HELPERS + f"<<U:32/binary, M:24/binary>> = {erl_string(ours)}, Xor(UnB64(U), M) =:= {erl_string('C' * 24)}",
         ]
     )
     assert valid_csrf_token(state, plug_token.decode())

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 import ujson
+from channel_app import LimitedSocket, TwoArgSocket, UserSocket
 
 import actors
 from supervision import Application
@@ -14,8 +15,6 @@ from transport import Broadcast, Endpoint, telemetry
 from transport.pubsub import PubSub
 from transport.serializers import V2JSONSerializer
 from transport.testing import ConnectRefused, SocketClient
-
-from channel_app import LimitedSocket, TwoArgSocket, UserSocket
 
 _ids = itertools.count()
 

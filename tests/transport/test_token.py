@@ -42,19 +42,19 @@ def _mint(data: str, signed_ms: int, max_age: str = "86400", digest: str = "sha2
 NOW_MS = int(time.time() * 1000)
 CASES = [
     ("42", 42),
-    ("<<\"user:1\">>", "user:1"),
-    ("#{<<\"id\">> => 7, <<\"roles\">> => [<<\"admin\">>]}", {"id": 7, "roles": ["admin"]}),
-    ("#{user_id => 7, name => <<\"J\\x{e9}r\\x{f4}me\"/utf8>>}", {Atom("user_id"): 7, Atom("name"): "J\u00e9r\u00f4me"}),
-    ("{v1, <<\"Demo.Endpoint\">>, nil}", (Atom("v1"), "Demo.Endpoint", None)),
+    ('<<"user:1">>', "user:1"),
+    ('#{<<"id">> => 7, <<"roles">> => [<<"admin">>]}', {"id": 7, "roles": ["admin"]}),
+    ('#{user_id => 7, name => <<"J\\x{e9}r\\x{f4}me"/utf8>>}', {Atom("user_id"): 7, Atom("name"): "J\u00e9r\u00f4me"}),
+    ('{v1, <<"Demo.Endpoint">>, nil}', (Atom("v1"), "Demo.Endpoint", None)),
 ]
 
 
 @pytest.fixture(scope="module")
 def erlang_tokens():
     exprs = [_mint(src, NOW_MS) for src, _ in CASES]
-    exprs.append(_mint("<<\"hs512\">>", NOW_MS, digest="sha512", protected="HS512"))
-    exprs.append(_mint("<<\"hs384\">>", NOW_MS, digest="sha384", protected="HS384"))
-    exprs.append(_mint("<<\"forever\">>", NOW_MS - 10**12, max_age="infinity"))
+    exprs.append(_mint('<<"hs512">>', NOW_MS, digest="sha512", protected="HS512"))
+    exprs.append(_mint('<<"hs384">>', NOW_MS, digest="sha384", protected="HS384"))
+    exprs.append(_mint('<<"forever">>', NOW_MS - 10**12, max_age="infinity"))
     return [t.decode() for t in erl_eval(exprs)]
 
 

@@ -317,9 +317,7 @@ _identifiers = st.from_regex(r"[0-9A-Za-z-]{1,6}", fullmatch=True).filter(
 )
 _versions = st.builds(
     lambda major, minor, patch, pre, build: (
-        f"{major}.{minor}.{patch}"
-        + (("-" + ".".join(pre)) if pre else "")
-        + (("+" + ".".join(build)) if build else "")
+        f"{major}.{minor}.{patch}" + (("-" + ".".join(pre)) if pre else "") + (("+" + ".".join(build)) if build else "")
     ),
     _numbers,
     _numbers,

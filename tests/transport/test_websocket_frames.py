@@ -35,12 +35,12 @@ from transport.websocket import (
     WebSocketError,
     WebSocketHandler,
     WriteTimeout,
+    _frames,
     decode_close,
     encode_close,
     encode_frame,
     unmask,
 )
-from transport.websocket import _frames
 
 # -- frames built by hand (client_frame and xor are in raw_ws.py) --------------------------
 

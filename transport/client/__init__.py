@@ -17,6 +17,8 @@ the server's own serializers. See docs/client.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._core import (
     ChannelCore,
     Push,
@@ -36,6 +38,10 @@ from ._errors import (
     PushTimeout,
 )
 from ._presence import Presence, PresenceSync, list_presences, sync_diff, sync_state
+
+if TYPE_CHECKING:  # imported lazily at run time by __getattr__ below; typed precisely here
+    from ._asyncio import AsyncChannel, AsyncSocket, AsyncSubscription
+    from ._blocking import Channel, Socket, Subscription
 
 __all__ = [
     "AsyncChannel",
@@ -66,7 +72,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     # The drivers import websockets (the ``greenphx[client]`` extra): only when used.
     if name in ("AsyncSocket", "AsyncChannel", "AsyncSubscription"):
         from . import _asyncio

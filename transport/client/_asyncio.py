@@ -14,13 +14,16 @@ import asyncio
 import collections
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._message import Message
-from ._core import Close, Open, Push, Send
+from ._core import Close, Open, Send
 from ._driver import ChannelBase, SocketBase, call_safely
 from ._errors import ConnectError, JoinError, PushTimeout
 from ._longpoll import LongPollSession, describe_close
+
+if TYPE_CHECKING:
+    from websockets.typing import Origin, Subprotocol
 
 __all__ = ["AsyncChannel", "AsyncSocket", "AsyncSubscription"]
 
@@ -36,7 +39,7 @@ class AsyncSubscription:
     the channel closes.
     """
 
-    def __init__(self, channel: "AsyncChannel", maxsize: int, events: set[str] | None) -> None:
+    def __init__(self, channel: AsyncChannel, maxsize: int, events: set[str] | None) -> None:
         self._channel = channel
         self._queue: collections.deque = collections.deque()
         self._maxsize = maxsize
@@ -77,7 +80,7 @@ class AsyncSubscription:
         except ValueError:
             pass
 
-    def __aiter__(self) -> "AsyncSubscription":
+    def __aiter__(self) -> AsyncSubscription:
         return self
 
     async def __anext__(self) -> Message:
@@ -186,7 +189,7 @@ class _WsConnection:
 class _LongPollConnection:
     """One LongPoll session: the poll loop and the POSTs run in worker threads."""
 
-    def __init__(self, session: LongPollSession, owner: "AsyncSocket", conn: int) -> None:
+    def __init__(self, session: LongPollSession, owner: AsyncSocket, conn: int) -> None:
         self.session = session
         self.owner = owner
         self.conn = conn
@@ -259,9 +262,9 @@ class _LongPollConnection:
 class AsyncSocket(SocketBase):
     """A Phoenix socket for asyncio (phoenix.js's ``Socket``); options in docs/client.md.
 
-        async with AsyncSocket("ws://127.0.0.1:4000/socket") as socket:
-            channel = socket.channel("room:lobby")
-            await channel.join()
+    async with AsyncSocket("ws://127.0.0.1:4000/socket") as socket:
+        channel = socket.channel("room:lobby")
+        await channel.join()
     """
 
     def __init__(self, url: str, **opts: Any) -> None:
@@ -299,14 +302,19 @@ class AsyncSocket(SocketBase):
         if self._loop is None:
             return
         closed = self._loop.create_future()
-        ref = self.on_close(lambda *_: closed.done() or closed.set_result(None))
+
+        def on_close(*_: Any) -> None:
+            if not closed.done():
+                closed.set_result(None)
+
+        ref = self.on_close(on_close)
         was = self._core.state
         self._core.disconnect(self._now(), code, reason)
         self._pump()
         try:
             if was in ("connecting", "open", "closing"):
                 await asyncio.wait_for(closed, self.options.close_timeout + 1)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             self.off(ref)
@@ -321,7 +329,7 @@ class AsyncSocket(SocketBase):
         self._channels[core] = channel
         return channel
 
-    async def __aenter__(self) -> "AsyncSocket":
+    async def __aenter__(self) -> AsyncSocket:
         await self.connect()
         return self
 
@@ -367,14 +375,14 @@ class AsyncSocket(SocketBase):
                 if not commands and not events:
                     break
                 for cmd in commands:
-                    cls = cmd.__class__
-                    if cls is Send:
+                    if isinstance(cmd, Send):
                         conn = self._conns.get(cmd.conn)
                         if conn is not None:
                             conn.send(cmd.frame)
-                    elif cls is Open:
+                    elif isinstance(cmd, Open):
+                        assert self._loop is not None  # the core opens only after connect() set it
                         self._opening[cmd.conn] = self._loop.create_task(self._open(cmd.conn))
-                    elif cls is Close:
+                    elif isinstance(cmd, Close):
                         conn = self._conns.get(cmd.conn)
                         if conn is not None:
                             conn.close(cmd.code, cmd.reason)
@@ -395,6 +403,7 @@ class AsyncSocket(SocketBase):
             self._timer = None
         self._timer_at = deadline
         if deadline is not None:
+            assert self._loop is not None  # a deadline exists only after connect() set it
             self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -428,9 +437,9 @@ class AsyncSocket(SocketBase):
         try:
             ws = await connect(
                 opts.url_for("websocket"),
-                origin=opts.origin,
+                origin=cast("Origin | None", opts.origin),
                 additional_headers={k: v for k, v in opts.headers.items()} or None,
-                subprotocols=opts.subprotocols(),
+                subprotocols=cast("list[Subprotocol] | None", opts.subprotocols()),
                 open_timeout=open_timeout,
                 close_timeout=opts.close_timeout,
                 ping_interval=None,
@@ -442,7 +451,8 @@ class AsyncSocket(SocketBase):
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
-            error = ConnectError(f"the server refused the connection (HTTP {status})", status, exc.response.body or b"")
+            body = bytes(exc.response.body or b"")
+            error = ConnectError(f"the server refused the connection (HTTP {status})", status, body)
             self._closed(conn, None, "refused", error)
             return
         except asyncio.CancelledError:

@@ -21,13 +21,16 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._message import Message
 from ._core import Close, Open, Send
 from ._driver import ChannelBase, SocketBase, call_safely
 from ._errors import ConnectError, JoinError, PushTimeout
 from ._longpoll import LongPollSession, describe_close
+
+if TYPE_CHECKING:
+    from websockets.typing import Origin, Subprotocol
 
 __all__ = ["Channel", "Socket", "Subscription"]
 
@@ -65,7 +68,7 @@ class Subscription:
     the channel closes.
     """
 
-    def __init__(self, channel: "Channel", maxsize: int, events: set[str] | None) -> None:
+    def __init__(self, channel: Channel, maxsize: int, events: set[str] | None) -> None:
         self._channel = channel
         self._queue: collections.deque = collections.deque()
         self._cond = threading.Condition(threading.Lock())
@@ -180,10 +183,10 @@ class Channel(ChannelBase):
 class Socket(SocketBase):
     """A blocking Phoenix socket (phoenix.js's ``Socket``); options in docs/client.md.
 
-        with Socket("ws://127.0.0.1:4000/socket") as socket:
-            channel = socket.channel("room:lobby")
-            channel.join()
-            channel.push("new_msg", {"body": "hi"})
+    with Socket("ws://127.0.0.1:4000/socket") as socket:
+        channel = socket.channel("room:lobby")
+        channel.join()
+        channel.push("new_msg", {"body": "hi"})
     """
 
     def __init__(self, url: str, **opts: Any) -> None:
@@ -241,7 +244,7 @@ class Socket(SocketBase):
             self._channels[core] = channel
         return channel
 
-    def __enter__(self) -> "Socket":
+    def __enter__(self) -> Socket:
         self.connect()
         return self
 
@@ -284,14 +287,13 @@ class Socket(SocketBase):
                 break
             events.extend(new)
             for cmd in commands:
-                cls = cmd.__class__
-                if cls is Send:
+                if isinstance(cmd, Send):
                     conn = self._conns.get(cmd.conn)
                     if conn is not None:
                         conn.send(cmd.frame)
-                elif cls is Open:
+                elif isinstance(cmd, Open):
                     threading.Thread(target=self._open, args=(cmd.conn,), name="phx-client-conn", daemon=True).start()
-                elif cls is Close:
+                elif isinstance(cmd, Close):
                     conn = self._conns.get(cmd.conn)
                     if conn is not None:
                         threading.Thread(target=conn.close, args=(cmd.code, cmd.reason), daemon=True).start()
@@ -365,9 +367,9 @@ class Socket(SocketBase):
         try:
             ws = connect(
                 opts.url_for("websocket"),
-                origin=opts.origin,
+                origin=cast("Origin | None", opts.origin),
                 additional_headers=opts.headers or None,
-                subprotocols=opts.subprotocols(),
+                subprotocols=cast("list[Subprotocol] | None", opts.subprotocols()),
                 open_timeout=open_timeout,
                 close_timeout=opts.close_timeout,
                 ping_interval=None,
@@ -379,7 +381,8 @@ class Socket(SocketBase):
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
-            error = ConnectError(f"the server refused the connection (HTTP {status})", status, exc.response.body or b"")
+            body = bytes(exc.response.body or b"")
+            error = ConnectError(f"the server refused the connection (HTTP {status})", status, body)
             self._closed(conn, None, "refused", error)
             return
         except Exception as exc:

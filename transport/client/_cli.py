@@ -16,6 +16,7 @@ import base64
 import json
 import sys
 import threading
+from concurrent.futures import Future
 from typing import Any
 
 from .._message import Message
@@ -45,7 +46,9 @@ class _Printer:
             sys.stdout.flush()
 
     def message(self, msg: Message) -> None:
-        self.line({"topic": msg.topic, "event": msg.event, "payload": _jsonable(msg.payload), "ref": msg.ref, "join_ref": msg.join_ref})
+        self.line(
+            {"topic": msg.topic, "event": msg.event, "payload": _jsonable(msg.payload), "ref": msg.ref, "join_ref": msg.join_ref}
+        )
 
     def note(self, text: str) -> None:
         with self._lock:
@@ -75,7 +78,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a connect param (repeatable)")
     parser.add_argument("--vsn", default="2.0.0", choices=["1.0.0", "2.0.0"], help="serializer (default 2.0.0)")
     parser.add_argument("--transport", default="websocket", choices=["websocket", "longpoll"], help="default websocket")
-    parser.add_argument("--longpoll-fallback", type=float, metavar="SECONDS", help="fall back to LongPoll when the WebSocket fails (off by default)")
+    parser.add_argument(
+        "--longpoll-fallback",
+        type=float,
+        metavar="SECONDS",
+        help="fall back to LongPoll when the WebSocket fails (off by default)",
+    )
     parser.add_argument("--origin", help="the Origin header to send (none by default)")
     parser.add_argument("--auth-token", help="a token sent in Sec-WebSocket-Protocol, as phoenix.js's authToken")
     parser.add_argument("--timeout", type=float, default=10.0, help="push/join timeout in seconds (default 10)")
@@ -102,7 +110,12 @@ def main(argv: list[str]) -> int:
         parser.error(str(exc))
     socket.on_message(out.message)
     stopping = threading.Event()
-    socket.on_close(lambda code, reason: stopping.is_set() or out.note(f"connection closed ({code} {reason}); reconnecting"))
+
+    def on_close(code: int | None, reason: str) -> None:
+        if not stopping.is_set():
+            out.note(f"connection closed ({code} {reason}); reconnecting")
+
+    socket.on_close(on_close)
     try:
         socket.connect()
     except ConnectError as exc:
@@ -113,7 +126,12 @@ def main(argv: list[str]) -> int:
     try:
         for topic in args.join:
             channel = socket.channel(topic, join_payload)
-            channel.on_join(lambda response, rejoin, topic=topic: rejoin and out.note(f"rejoined {topic}"))
+
+            def on_join(response: Any, rejoin: bool, topic: str = topic) -> None:
+                if rejoin:
+                    out.note(f"rejoined {topic}")
+
+            channel.on_join(on_join)
             try:
                 response = channel.join()
             except JoinError as exc:
@@ -123,7 +141,11 @@ def main(argv: list[str]) -> int:
                 out.note(f"no answer to the join of {topic}: {exc}")
                 return EXIT_FAILURE
             out.note(f"joined {topic}: {json.dumps(response)}")
-            channel.on_error(lambda reason, topic=topic: out.note(f"{topic} errored ({reason}); rejoining"))
+
+            def on_error(reason: Any, topic: str = topic) -> None:
+                out.note(f"{topic} errored ({reason}); rejoining")
+
+            channel.on_error(on_error)
             channels[topic] = channel
         pending = []
         for raw in sys.stdin:
@@ -140,7 +162,11 @@ def main(argv: list[str]) -> int:
             except (ClientError, TypeError, ValueError) as exc:
                 out.note(f"cannot push {event}: {exc}")
                 continue
-            future.add_done_callback(lambda f, topic=topic, event=event: _print_reply(out, topic, event, f))
+
+            def print_reply(f: Future[Any], topic: str = topic, event: str = event) -> None:
+                _print_reply(out, topic, event, f)
+
+            future.add_done_callback(print_reply)
             pending.append(future)
         for future in pending:
             try:
@@ -164,7 +190,9 @@ def _parse_line(line: str, topics: list[str]) -> tuple[str, str, Any]:
     else:
         topic = words[0]
         if topic not in topics:
-            raise ValueError(f"not a joined topic: {topic!r} (joined: {', '.join(topics) or 'none'}); lines are 'topic event payload'")
+            raise ValueError(
+                f"not a joined topic: {topic!r} (joined: {', '.join(topics) or 'none'}); lines are 'topic event payload'"
+            )
         words = words[1].split(None, 1) if len(words) > 1 else []
         if not words:
             raise ValueError(f"no event after the topic in {line!r}")
@@ -187,7 +215,9 @@ def _print_reply(out: _Printer, topic: str, event: str, future: Any) -> None:
         status, response = exc.status, exc.response
     else:
         status, response = "error", str(exc)
-    out.line({"topic": topic, "event": "phx_reply", "payload": {"status": status, "response": _jsonable(response)}, "push": event})
+    out.line(
+        {"topic": topic, "event": "phx_reply", "payload": {"status": status, "response": _jsonable(response)}, "push": event}
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

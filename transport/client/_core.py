@@ -45,11 +45,11 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from .._message import Binary, Broadcast, InvalidMessageError, Message, Reply
-from ..serializers import V1, V2, Serializer
+from ..serializers import V1, V2, Frame, Serializer
 from ._errors import BufferFull, ChannelStateError
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "ChannelCore",
     "ChannelErrored",
     "ChannelEvent",
+    "ClientSerializer",
     "Close",
     "Closed",
     "Joined",
@@ -93,7 +94,19 @@ def default_rejoin_after(tries: int) -> float:
     return _REJOIN_MS[tries - 1] / 1000 if 1 <= tries <= len(_REJOIN_MS) else 10.0
 
 
-def serializer_for(vsn: str) -> Serializer:
+class ClientSerializer(Serializer, Protocol):
+    """A serializer that also speaks the client's side of the protocol (V1 and V2 do)."""
+
+    def client_encode(self, msg: Message) -> Frame:
+        """Encode a message as a client sends it."""
+        ...
+
+    def client_decode(self, data: str | bytes, opcode: str) -> Message | Reply | Broadcast:
+        """Decode a server frame as a client does."""
+        ...
+
+
+def serializer_for(vsn: str) -> ClientSerializer:
     """The serializer speaking ``vsn`` (``"1.0.0"`` or ``"2.0.0"``)."""
     if vsn.startswith("1."):
         return V1
@@ -200,7 +213,7 @@ class ProtocolError:
 class ChannelEvent:
     """A message for a channel: a push or a broadcast from the server."""
 
-    channel: "ChannelCore"
+    channel: ChannelCore
     message: Message
 
 
@@ -208,7 +221,7 @@ class ChannelEvent:
 class Joined:
     """The channel joined (``rejoin`` after the first time); ``response`` is the join's reply."""
 
-    channel: "ChannelCore"
+    channel: ChannelCore
     response: Any
     rejoin: bool
 
@@ -217,7 +230,7 @@ class Joined:
 class ChannelErrored:
     """The channel is errored (it will rejoin): ``reason`` says why."""
 
-    channel: "ChannelCore"
+    channel: ChannelCore
     reason: Any
 
 
@@ -225,7 +238,7 @@ class ChannelErrored:
 class ChannelClosed:
     """The channel closed for good: ``reason`` is ``"leave"`` or ``"server"`` (``phx_close``)."""
 
-    channel: "ChannelCore"
+    channel: ChannelCore
     reason: str
 
 
@@ -233,7 +246,7 @@ class ChannelClosed:
 class PushDone:
     """A push completed: ``status`` is ``"ok"``, ``"error"`` (or another reply status) or ``"timeout"``."""
 
-    push: "Push"
+    push: Push
     status: str
     response: Any
 
@@ -250,7 +263,7 @@ class _Timer:
         self.fn = fn
         self.cancelled = False
 
-    def __lt__(self, other: "_Timer") -> bool:
+    def __lt__(self, other: _Timer) -> bool:
         return (self.when, self.seq) < (other.when, other.seq)
 
     def cancel(self) -> None:
@@ -330,7 +343,7 @@ class Push:
 
     __slots__ = ("_hook", "_timer", "channel", "event", "payload", "ref", "response", "sent", "status", "timeout")
 
-    def __init__(self, channel: "ChannelCore", event: str, payload: Any, timeout: float) -> None:
+    def __init__(self, channel: ChannelCore, event: str, payload: Any, timeout: float) -> None:
         self.channel = channel
         self.event = event
         self.payload = payload
@@ -355,9 +368,7 @@ class Push:
         self._start_timeout(now)
         self.sent = True
         channel = self.channel
-        channel.socket._send_message(
-            Message(channel.topic, self.event, self._payload(), self.ref, channel.join_ref), self
-        )
+        channel.socket._send_message(Message(channel.topic, self.event, self._payload(), self.ref, channel.join_ref), self)
 
     def _payload(self) -> Any:
         payload = self.payload() if callable(self.payload) else self.payload
@@ -406,7 +417,7 @@ class Push:
 class ChannelCore:
     """phoenix.js's ``Channel``: one topic's join, pushes, replies and rejoins."""
 
-    def __init__(self, socket: "SocketCore", topic: str, params: Any) -> None:
+    def __init__(self, socket: SocketCore, topic: str, params: Any) -> None:
         self.socket = socket
         self.topic = topic
         self.params = params if params is not None else {}
@@ -443,9 +454,7 @@ class ChannelCore:
     def join(self, now: float, timeout: float | None = None) -> Push:
         """Join the topic (once per channel object): the join push, completed by the reply."""
         if self.joined_once:
-            raise ChannelStateError(
-                f"tried to join {self.topic!r} multiple times; join once per channel object"
-            )
+            raise ChannelStateError(f"tried to join {self.topic!r} multiple times; join once per channel object")
         self.joined_once = True
         if timeout is not None:
             self.join_push.timeout = timeout
@@ -596,7 +605,7 @@ class SocketCore:
     def __init__(
         self,
         *,
-        serializer: Serializer = V2,
+        serializer: ClientSerializer = V2,
         timeout: float = 10.0,
         heartbeat_interval: float = 30.0,
         heartbeat_timeout: float | None = None,

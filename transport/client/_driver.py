@@ -80,7 +80,7 @@ class Options:
         #: An ``ssl.SSLContext`` for wss:// and https:// (None: the system's defaults), e.g.
         #: one that trusts a private CA or presents a client certificate.
         self.ssl = ssl
-        self.core_opts = dict(
+        self.core_opts: dict[str, Any] = dict(
             serializer=self.serializer,
             timeout=timeout,
             heartbeat_interval=heartbeat_interval,
@@ -143,10 +143,10 @@ def push_outcome(topic: str, event: str, status: str, response: Any, timeout: fl
     if status == "ok":
         return response, None
     if status == "timeout":
-        cls = JoinTimeout if event == "phx_join" else PushTimeout
-        return None, cls(topic, event, timeout)
-    cls = JoinError if event == "phx_join" else PushError
-    return None, cls(topic, event, status, response)
+        timeout_cls = JoinTimeout if event == "phx_join" else PushTimeout
+        return None, timeout_cls(topic, event, timeout)
+    error_cls = JoinError if event == "phx_join" else PushError
+    return None, error_cls(topic, event, status, response)
 
 
 class ChannelBase:

@@ -1,13 +1,13 @@
 """The client's exceptions, one tree (as websockets' ``exceptions.py``)::
 
-    ClientError
-    ├── ConnectError        the socket could not connect (refused, unreachable)
-    ├── JoinError           the server answered a join with an error
-    ├── PushError           the server answered a push with an error
-    ├── PushTimeout         no reply within the push's timeout (also a TimeoutError)
-    │   └── JoinTimeout     ...for a join
-    ├── BufferFull          too many pushes waiting for a join
-    └── ChannelStateError   join twice, push before join, push on a closed channel
+ClientError
+├── ConnectError        the socket could not connect (refused, unreachable)
+├── JoinError           the server answered a join with an error
+├── PushError           the server answered a push with an error
+├── PushTimeout         no reply within the push's timeout (also a TimeoutError)
+│   └── JoinTimeout     ...for a join
+├── BufferFull          too many pushes waiting for a join
+└── ChannelStateError   join twice, push before join, push on a closed channel
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from ._errors import ConnectError
@@ -46,7 +46,7 @@ def ndjson_batches(frames: list[tuple[str, str | bytes]]) -> list[bytes]:
     lines = []
     for opcode, data in frames:
         if opcode == "binary":
-            lines.append(base64.b64encode(bytes(data)).decode("ascii"))
+            lines.append(base64.b64encode(bytes(cast(bytes, data))).decode("ascii"))
         else:
             text = data if isinstance(data, str) else bytes(data).decode("utf-8")
             if "\n" in text:
@@ -72,7 +72,9 @@ class LongPollSession:
     exceed the server's window.
     """
 
-    def __init__(self, url: str, *, headers: dict[str, str] | None = None, timeout: float = 20.0, ssl_context: Any = None) -> None:
+    def __init__(
+        self, url: str, *, headers: dict[str, str] | None = None, timeout: float = 20.0, ssl_context: Any = None
+    ) -> None:
         import urllib3
 
         self.url = url

@@ -27,9 +27,7 @@ def _refs(metas: list[dict]) -> list[Any]:
     return [m.get("phx_ref") for m in metas]
 
 
-def sync_state(
-    current: State, new: State, on_join: JoinCallback | None = None, on_leave: LeaveCallback | None = None
-) -> State:
+def sync_state(current: State, new: State, on_join: JoinCallback | None = None, on_leave: LeaveCallback | None = None) -> State:
     """Merge the server's whole ``new`` state into ``current``: the resulting state."""
     state = copy.deepcopy(current)
     joins: State = {}
@@ -53,9 +51,7 @@ def sync_state(
     return _apply_diff(state, joins, leaves, on_join, on_leave)
 
 
-def sync_diff(
-    current: State, diff: dict, on_join: JoinCallback | None = None, on_leave: LeaveCallback | None = None
-) -> State:
+def sync_diff(current: State, diff: dict, on_join: JoinCallback | None = None, on_leave: LeaveCallback | None = None) -> State:
     """Apply a ``presence_diff`` payload to ``current``: the resulting state."""
     return _apply_diff(copy.deepcopy(current), diff.get("joins") or {}, diff.get("leaves") or {}, on_join, on_leave)
 

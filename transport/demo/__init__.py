@@ -74,7 +74,18 @@ from typing import Any
 import actors
 from actors import GenServer
 from supervision import ChildSpec
-from transport import Channel, Endpoint, SocketHandler, broadcast, push
+from transport import (
+    Channel,
+    ConnectResult,
+    Endpoint,
+    HandleInfoResult,
+    HandleInResult,
+    JoinResult,
+    Socket,
+    SocketHandler,
+    broadcast,
+    push,
+)
 from transport._endpoint import check_secret_key_base
 from transport.presence import Presence
 from transport.pubsub import PubSub, PubSubError
@@ -119,20 +130,21 @@ def unique_integer() -> int:
 class NumbersChannel(Channel):
     """``numbers:positive`` and ``numbers:negative``: a number now, then the publisher's."""
 
-    def join(self, topic, payload, socket):
+    def join(self, topic: str, payload: Any, socket: Socket) -> JoinResult:
         if topic not in NUMBERS_TOPICS:
             return ("error", {"reason": "unknown topic"})
         # push needs a joined socket: the first number goes out once the join has answered.
         actors.send(actors.self(), "first_update")
         return ("ok", socket)
 
-    def handle_info(self, msg, socket):
+    def handle_info(self, msg: Any, socket: Socket) -> HandleInfoResult:
         if msg == "first_update":
+            assert socket.topic is not None  # a joined channel's socket
             push(socket, "update", {"number": NUMBERS_TOPICS[socket.topic] * unique_integer()})
             return ("noreply", socket)
         return super().handle_info(msg, socket)
 
-    def handle_in(self, event, payload, socket):
+    def handle_in(self, event: str, payload: Any, socket: Socket) -> HandleInResult:
         return ("reply", ("error", {"reason": "numbers topics are read-only"}), socket)
 
 
@@ -177,7 +189,7 @@ def _start_publisher(ep: Endpoint, interval_ms: int) -> Any:
 class RoomChannel(Channel):
     """``room:*``: join with ``{"name": ...}``; ``new_msg`` ``{"body"}`` goes to everyone as ``{"name", "body"}``."""
 
-    def join(self, topic, payload, socket):
+    def join(self, topic: str, payload: Any, socket: Socket) -> JoinResult:
         name = payload.get("name") if isinstance(payload, dict) else None
         name = name.strip() if isinstance(name, str) else ""
         if not name:
@@ -188,14 +200,14 @@ class RoomChannel(Channel):
         actors.send(actors.self(), "after_join")
         return ("ok", socket.assign(name=name))
 
-    def handle_info(self, msg, socket):
+    def handle_info(self, msg: Any, socket: Socket) -> HandleInfoResult:
         if msg == "after_join":
             presence.track(socket, socket.assigns["name"], {"online_at": int(time.time() * 1000)})
             push(socket, "presence_state", presence.list(socket))
             return ("noreply", socket)
         return super().handle_info(msg, socket)
 
-    def handle_in(self, event, payload, socket):
+    def handle_in(self, event: str, payload: Any, socket: Socket) -> HandleInResult:
         if event == "new_msg":
             body = payload.get("body") if isinstance(payload, dict) else None
             if not isinstance(body, str) or not body.strip() or len(body) > MAX_BODY:
@@ -212,10 +224,10 @@ class DemoSocket(SocketHandler):
         ("room:*", RoomChannel),
     ]
 
-    def connect(self, params, socket, connect_info):
+    def connect(self, params: dict, socket: Socket, connect_info: dict) -> ConnectResult:
         return ("ok", socket)
 
-    def id(self, socket):
+    def id(self, socket: Socket) -> str | None:
         return None
 
 

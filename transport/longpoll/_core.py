@@ -26,7 +26,8 @@ import binascii
 import os
 import time
 from collections import deque
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import ujson
 

@@ -28,8 +28,9 @@ from __future__ import annotations
 import logging
 import os
 import weakref
+from collections.abc import Callable
 from time import monotonic
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 import actors
@@ -41,13 +42,22 @@ from .. import pubsub
 from .. import token as _token
 from .._socket import connect
 from . import _session as S
-from ._core import BadRequest, cors_preflight_headers, json_headers, new_priv_topic, parse_body, session_token_data, status_body, token_session
+from ._core import (
+    BadRequest,
+    cors_preflight_headers,
+    json_headers,
+    new_priv_topic,
+    parse_body,
+    session_token_data,
+    status_body,
+    token_session,
+)
 
 log = logging.getLogger("transport.longpoll")
 
 __all__ = ["LongPollHandler", "endpoint_id", "supervisor_name"]
 
-_ids: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_ids: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def endpoint_id(endpoint: Any) -> str:
@@ -90,13 +100,22 @@ class _Target:
             pubsub.broadcast_from(self.server, self.me, self.topic, msg)
 
     def down(self, msg: Any) -> bool:
-        return self.monitor is not None and msg.__class__ is tuple and len(msg) == 5 and msg[0] == "DOWN" and msg[1] is self.monitor
+        return (
+            self.monitor is not None and msg.__class__ is tuple and len(msg) == 5 and msg[0] == "DOWN" and msg[1] is self.monitor
+        )
 
 
 class LongPollHandler:
     """Serves one mount's LongPoll path (``<mount>/longpoll``) as a WSGI application."""
 
-    def __init__(self, endpoint: Any, handler: Any, opts: dict, origin_refused: Callable[[dict, dict], bool], connect_info: Callable[[dict, list], dict]) -> None:
+    def __init__(
+        self,
+        endpoint: Any,
+        handler: Any,
+        opts: dict,
+        origin_refused: Callable[[dict, dict], bool],
+        connect_info: Callable[[dict, list], dict],
+    ) -> None:
         if getattr(endpoint, "secret_key_base", None) is None:
             raise ValueError(
                 f"{endpoint.name}: the LongPoll transport signs session tokens, so the endpoint needs "
@@ -135,7 +154,14 @@ class LongPollHandler:
             # Each request is its own process: nothing it subscribed to or was sent outlives it.
             _rt._release_current()
 
-    def _json(self, start_response: Callable, status: int, token: str | None = None, messages: list | None = None, extra: list | None = None) -> list[bytes]:
+    def _json(
+        self,
+        start_response: Callable,
+        status: int,
+        token: str | None = None,
+        messages: list | None = None,
+        extra: list | None = None,
+    ) -> list[bytes]:
         body = status_body(status, token, messages)
         start_response("200 OK", json_headers(len(body)) + (extra or []))
         return [body]
@@ -183,7 +209,9 @@ class LongPollHandler:
         priv_topic = new_priv_topic()
         peer = f"{environ.get('REMOTE_ADDR')}:{environ.get('REMOTE_PORT')}"
         try:
-            pid = spawn_child(supervisor_name(self.endpoint), S.run_session, conn, priv_topic, opts, peer, environ.get("PATH_INFO"))
+            pid = spawn_child(
+                supervisor_name(self.endpoint), S.run_session, conn, priv_topic, opts, peer, environ.get("PATH_INFO")
+            )
         except SupervisorError as e:
             log.error(
                 "%s: cannot start a LongPoll session (%s): is the endpoint's LongPoll supervisor in the tree "
@@ -259,7 +287,11 @@ class LongPollHandler:
         pubsub.subscribe(server, topic)
         ref = _new_ref()
         pubsub.broadcast_from(server, me, topic, (S.SUBSCRIBE, topic, ref))
-        got = actors.receive(lambda m: m.__class__ is tuple and len(m) == 2 and m[0] == S.SUBSCRIBED and m[1] == ref, self.pubsub_timeout_s, default=TIMEOUT)
+        got = actors.receive(
+            lambda m: m.__class__ is tuple and len(m) == 2 and m[0] == S.SUBSCRIBED and m[1] == ref,
+            self.pubsub_timeout_s,
+            default=TIMEOUT,
+        )
         if got is TIMEOUT:
             return None
         return _Target(None, topic, server, me)
@@ -276,7 +308,8 @@ def _read_body(environ: dict, limit: int) -> bytes | None:
             return stream.read(int(length))
         except ValueError:
             return b""
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = stream.read(65536)
         if not chunk:

@@ -54,7 +54,18 @@ from ._core import MessageBuffer
 
 log = logging.getLogger("transport.longpoll")
 
-__all__ = ["DISPATCH", "DISPATCHED", "FAILED", "FLUSH", "MESSAGES", "NOW_AVAILABLE", "SUBSCRIBE", "SUBSCRIBED", "SUPERSEDED", "run_session"]
+__all__ = [
+    "DISPATCH",
+    "DISPATCHED",
+    "FAILED",
+    "FLUSH",
+    "MESSAGES",
+    "NOW_AVAILABLE",
+    "SUBSCRIBE",
+    "SUBSCRIBED",
+    "SUPERSEDED",
+    "run_session",
+]
 
 SUBSCRIBE = "lp:subscribe"
 SUBSCRIBED = "lp:subscribed"

@@ -76,6 +76,7 @@ structs). The tracker underneath is :class:`Tracker`; its CRDT is :class:`State`
 
 from __future__ import annotations
 
+import builtins
 import logging
 from typing import Any
 
@@ -87,7 +88,7 @@ from transport._message import Broadcast
 from transport._socket import Socket
 
 from ._state import Delta, DeltaGenerations, Snapshot, State
-from ._tracker import Tracker, TrackerConfig, TrackerError
+from ._tracker import Tracker, TrackerConfig, TrackerError, running_trackers
 
 __all__ = [
     "Delta",
@@ -99,6 +100,7 @@ __all__ = [
     "TrackerConfig",
     "TrackerError",
     "group",
+    "running_trackers",
 ]
 
 log = logging.getLogger("transport.presence")
@@ -165,7 +167,7 @@ class Presence:
             return target, args[0], args[1:]
         raise TypeError(f"{function}: expected a joined Socket or a Pid, got {type(target).__name__}")
 
-    def track(self, target: Socket | Pid, *args: Any) -> Any:
+    def track(self, target: Socket | Pid, *args: Any) -> tuple[str, Any]:
         """``track(socket, key, meta)`` or ``track(pid, topic, key, meta)``: ``('ok', phx_ref)``
         or ``('error', ('already_tracked', pid, topic, key))``."""
         pid, topic, (key, meta) = self._target(target, args, 3, "track")
@@ -176,7 +178,7 @@ class Presence:
         pid, topic, (key,) = self._target(target, args, 2, "untrack")
         return self.tracker.untrack(pid, topic, key)
 
-    def update(self, target: Socket | Pid, *args: Any) -> Any:
+    def update(self, target: Socket | Pid, *args: Any) -> tuple[str, Any]:
         """``update(socket, key, meta)`` or ``update(pid, topic, key, meta)`` (meta a dict or
         a function of the old one): ``('ok', phx_ref)`` or ``('error', 'nopresence')``."""
         pid, topic, (key, meta) = self._target(target, args, 3, "update")
@@ -209,7 +211,7 @@ class Presence:
 
     # -- the tracker's diff handler --------------------------------------------------------
 
-    def _handle_diff(self, diff: dict[str, tuple[list, list]]) -> None:
+    def _handle_diff(self, diff: dict[str, tuple[builtins.list, builtins.list]]) -> None:
         for topic, (joins, leaves) in diff.items():
             payload = {"joins": self.fetch(topic, group(joins)), "leaves": self.fetch(topic, group(leaves))}
             # Each node tells its own subscribers: the diff was computed here.

@@ -46,7 +46,8 @@ import logging
 import random
 import struct
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import actors
 from actors import GenServer, Pid
@@ -423,7 +424,7 @@ class Shard(GenServer):
             sender = _ref(msg[3] if msg[1] in (TRANSFER_REQ, TRANSFER_ACK) else msg[2])
         except Exception:  # noqa: BLE001 - the message is bad: name it by kind only
             pass
-        key = (sender, msg[1] if len(msg) > 1 else None)
+        key: tuple[Any, Any] = (sender, msg[1] if len(msg) > 1 else None)
         try:
             hash(key)
         except TypeError:
@@ -431,8 +432,13 @@ class Shard(GenServer):
         if key in state.bad_senders:
             return
         state.bad_senders.add(key)
-        log.warning("%s: dropped a bad tracker message from %r (%s: %s); further ones from it are dropped silently",
-                    state.name, sender, type(error).__name__, error)
+        log.warning(
+            "%s: dropped a bad tracker message from %r (%s: %s); further ones from it are dropped silently",
+            state.name,
+            sender,
+            type(error).__name__,
+            error,
+        )
 
     def _statistics(self, state: ShardState) -> dict[str, Any]:
         presences = state.presences

@@ -65,6 +65,7 @@ Replica = Hashable
 Tag = tuple  # (replica, clock)
 Context = dict  # {replica: clock}
 Clouds = dict  # {replica: set[clock]}
+Value = tuple[str, Any, Any, Any]  # (topic, pid, key, meta)
 
 UP = "up"
 DOWN = "down"
@@ -147,7 +148,7 @@ class Delta:
     __slots__ = ("clouds", "end", "start", "values")
 
     def __init__(self, start: Context, end: Context | None = None) -> None:
-        self.values: dict[Tag, tuple] = {}
+        self.values: dict[Tag, Value] = {}
         self.clouds: Clouds = {}
         self.start: Context = dict(start)
         self.end: Context = dict(start if end is None else end)
@@ -165,14 +166,14 @@ class Delta:
         cloud = self.clouds.get(tag[0])
         return cloud is not None and tag[1] in cloud
 
-    def copy(self) -> "Delta":
+    def copy(self) -> Delta:
         """A copy that shares nothing mutable with this one."""
         out = Delta(self.start, self.end)
         out.values = dict(self.values)
         out.clouds = {r: set(c) for r, c in self.clouds.items()}
         return out
 
-    def merge(self, later: "Delta") -> "Delta | None":
+    def merge(self, later: Delta) -> Delta | None:
         """This delta followed by ``later``, as one delta; None if there is a gap between them.
 
         Contiguous when this delta's end has reached ``later``'s start (Phoenix's
@@ -197,7 +198,7 @@ class Delta:
         out.values = values
         return out
 
-    def restricted(self, replicas: Iterable[Replica], exclude: Replica | None = None) -> "Delta":
+    def restricted(self, replicas: Iterable[Replica], exclude: Replica | None = None) -> Delta:
         """The part of the delta about ``replicas`` (those a receiver knows), without
         ``exclude``'s own values."""
         known = set(replicas)
@@ -228,7 +229,7 @@ class Snapshot:
 
     __slots__ = ("clouds", "context", "replica", "values")
 
-    def __init__(self, replica: Replica, context: Context, clouds: Clouds, values: dict[Tag, tuple]) -> None:
+    def __init__(self, replica: Replica, context: Context, clouds: Clouds, values: dict[Tag, Value]) -> None:
         self.replica = replica
         self.context = context
         self.clouds = clouds
@@ -256,14 +257,14 @@ def _replica(r: Any) -> Any:
     return tuple(r) if isinstance(r, list) else r
 
 
-def _values_to_wire(values: dict[Tag, tuple]) -> list:
+def _values_to_wire(values: dict[Tag, Value]) -> list:
     out = []
     for (replica, clock), (topic, pid, key, meta) in values.items():
         out.append((replica, clock, topic, pid if pid.__class__ in (str, int) else str(pid), key, meta))
     return out
 
 
-def _values_from_wire(items: Any) -> dict[Tag, tuple]:
+def _values_from_wire(items: Any) -> dict[Tag, Value]:
     return {(_replica(r), int(c)): (topic, pid, key, meta) for r, c, topic, pid, key, meta in items}
 
 
@@ -337,7 +338,7 @@ class State:
         self.context: Context = {replica: 0}
         self.clouds: Clouds = {}
         #: tag -> (topic, pid, key, meta), every replica's live presences
-        self.values: dict[Tag, tuple] = {}
+        self.values: dict[Tag, Value] = {}
         #: topic -> {tag: None} (insertion ordered), for lists by topic
         self.topics: dict[str, dict[Tag, None]] = {}
         #: (topic, pid, key) -> tag, this replica's own presences
@@ -415,7 +416,7 @@ class State:
         else:
             tags[tag] = None
 
-    def _delete(self, tag: Tag) -> tuple:
+    def _delete(self, tag: Tag) -> Value:
         value = self.values.pop(tag)
         topic = value[0]
         tags = self.topics[topic]

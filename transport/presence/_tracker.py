@@ -7,9 +7,11 @@ nodes replicate each other). See the package docs for the options.
 
 from __future__ import annotations
 
+import builtins
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import actors
 from actors import Pid
@@ -18,7 +20,7 @@ from supervision import ChildSpec, Supervisor
 from ._shard import Shard, ShardState
 from ._state import Presence as Element
 
-__all__ = ["Tracker", "TrackerConfig", "TrackerError"]
+__all__ = ["Tracker", "TrackerConfig", "TrackerError", "running_trackers"]
 
 
 class TrackerError(RuntimeError):
@@ -55,15 +57,17 @@ class TrackerConfig:
             value = getattr(self, option)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"tracker: {option} must be an int >= 1, got {value!r}")
-        if self.down_period is None:
-            object.__setattr__(self, "down_period", self.broadcast_period * self.max_silent_periods * 2)
-        elif isinstance(self.down_period, bool) or not isinstance(self.down_period, int):
-            raise ValueError(f"tracker: down_period must be an int (ms), got {self.down_period!r}")
+        down_period = self.down_period
+        if down_period is None:
+            down_period = self.broadcast_period * self.max_silent_periods * 2
+            object.__setattr__(self, "down_period", down_period)
+        elif isinstance(down_period, bool) or not isinstance(down_period, int):
+            raise ValueError(f"tracker: down_period must be an int (ms), got {down_period!r}")
         # Phoenix's two checks: a replica must get the chance to miss a heartbeat before
         # it is down, and down must come before permdown.
-        if self.down_period < 2 * self.broadcast_period:
+        if down_period < 2 * self.broadcast_period:
             raise ValueError("tracker: down_period must be at least twice as large as the broadcast_period")
-        if self.permdown_period <= self.down_period:
+        if self.permdown_period <= down_period:
             raise ValueError("tracker: permdown_period must be larger than the down_period")
         sizes = tuple(self.max_delta_sizes)
         if not sizes or any(isinstance(s, bool) or not isinstance(s, int) or s < 1 for s in sizes):
@@ -85,6 +89,17 @@ class _Running:
 
 
 _running: dict[str, _Running] = {}
+
+
+def running_trackers() -> list[Tracker]:
+    """The trackers running in this OS process, for operator tools (metrics, dashboard)."""
+    found = []
+    for running in list(_running.values()):
+        if actors.is_alive(running.sup):
+            tracker = Tracker.__new__(Tracker)
+            tracker.config = running.config
+            found.append(tracker)
+    return found
 
 
 def _start_shard(config: TrackerConfig, index: int, registry: dict) -> Pid | None:
@@ -114,8 +129,10 @@ class _TrackerSupervisor(Supervisor):
             super().terminate(reason, state)
         finally:
             running = getattr(self, "_running", None)
-            if running is not None and _running.get(running.config.name) is running:
-                del _running[running.config.name]
+            if running is not None:
+                name = running.config.name
+                if _running.get(name) is running:
+                    del _running[name]
 
 
 class Tracker:
@@ -128,7 +145,9 @@ class Tracker:
     node (here: at once; from other nodes: when their heartbeat or a transfer arrives).
     """
 
-    def __init__(self, name: str, *, pubsub_server: str, handle_diff: Callable[[dict], Any] | None = None, **options: Any) -> None:
+    def __init__(
+        self, name: str, *, pubsub_server: str, handle_diff: Callable[[dict], Any] | None = None, **options: Any
+    ) -> None:
         self.config = TrackerConfig(name=name, pubsub_server=pubsub_server, handle_diff=handle_diff, **options)
 
     @property
@@ -174,7 +193,7 @@ class Tracker:
 
     _call_timeout = 5.0
 
-    def track(self, pid: Pid, topic: str, key: Any, meta: dict) -> Any:
+    def track(self, pid: Pid, topic: str, key: Any, meta: dict) -> tuple[str, Any]:
         """Track ``pid`` on ``topic`` under ``key`` with ``meta`` (a dict): ``('ok', phx_ref)``,
         or ``('error', ('already_tracked', pid, topic, key))``. The presence leaves when
         ``pid`` dies."""
@@ -191,9 +210,9 @@ class Tracker:
             for i in range(running.config.pool_size):
                 actors.call(f"{self.config.name}_shard{i}", ("untrack", pid), timeout=self._call_timeout)
             return "ok"
-        return self._call(topic, ("untrack", pid, topic, key), "untrack")  # type: ignore[no-any-return]
+        return self._call(topic, ("untrack", pid, topic, key), "untrack")
 
-    def update(self, pid: Pid, topic: str, key: Any, meta: dict | Callable[[dict], dict]) -> Any:
+    def update(self, pid: Pid, topic: str, key: Any, meta: dict | Callable[[dict], dict]) -> tuple[str, Any]:
         """Replace the meta of a tracked presence (or apply a function to it): ``('ok',
         phx_ref)`` or ``('error', 'nopresence')``. The new meta carries ``phx_ref_prev``."""
         if not (isinstance(meta, dict) or callable(meta)):
@@ -215,24 +234,24 @@ class Tracker:
         """
         return [(p.key, p.meta) for p in self._state(topic, "list").get_by_topic(topic)]
 
-    def get_by_key(self, topic: str, key: Any) -> list[tuple[Any, dict]]:
+    def get_by_key(self, topic: str, key: Any) -> builtins.list[tuple[Any, dict]]:
         """``[(pid, meta), ...]`` of ``key`` on ``topic``; a remote presence's pid is a str."""
         return [(p.pid, p.meta) for p in self._state(topic, "get_by_key").get_by_key(topic, key)]
 
-    def elements(self, topic: str) -> list[Element]:
+    def elements(self, topic: str) -> builtins.list[Element]:
         """The topic's presences with pid and tag (for tools and tests)."""
         return self._state(topic, "elements").get_by_topic(topic)
 
-    def shards(self) -> list[str]:
+    def shards(self) -> builtins.list[str]:
         """The registered names of the shards."""
         return [f"{self.config.name}_shard{i}" for i in range(self.config.pool_size)]
 
     def replicas(self, shard: int = 0) -> dict[str, str]:
         """``{node_name: 'up' | 'down'}`` as shard ``shard`` sees the other nodes."""
         self._running("replicas")
-        return actors.call(f"{self.config.name}_shard{shard}", "replicas", timeout=self._call_timeout)  # type: ignore[no-any-return]
+        return actors.call(f"{self.config.name}_shard{shard}", "replicas", timeout=self._call_timeout)
 
-    def statistics(self) -> list[dict[str, Any]]:
+    def statistics(self) -> builtins.list[dict[str, Any]]:
         """One dict per shard: presences, topics, tracked processes, replicas, delta sizes."""
         self._running("statistics")
         return [actors.call(name, "statistics", timeout=self._call_timeout) for name in self.shards()]

@@ -90,8 +90,8 @@ from ._api import (
 )
 from ._errors import BroadcastError, PubSubError, UnknownPubSubError
 from ._local import LocalAdapter
-from ._redis import RedisAdapter
 from ._pubsub import PubSub
+from ._redis import RedisAdapter
 from ._table import SubscriptionTable
 
 __all__ = [

@@ -36,7 +36,9 @@ class LocalAdapter:
     """The single-node adapter (see the module docs). Use the class itself as ``adapter``."""
 
     @staticmethod
-    def child_spec(*, name: str, adapter_name: str, pool_size: int, node_name: str | None = None, **unknown: Any) -> dict[str, Any]:
+    def child_spec(
+        *, name: str, adapter_name: str, pool_size: int, node_name: str | None = None, **unknown: Any
+    ) -> dict[str, Any]:
         """The adapter's child: records the node name, starts no process."""
         if unknown:
             raise TypeError(f"LocalAdapter: unknown option {min(unknown)!r} (it accepts node_name)")

@@ -72,7 +72,7 @@ class PubSub(Supervisor):
     strategy = "one_for_one"
 
     @classmethod
-    def child_spec(cls, opts: dict[str, Any] | None = None, /, **options: Any) -> ChildSpec:  # type: ignore[override]
+    def child_spec(cls, opts: dict[str, Any] | None = None, /, **options: Any) -> ChildSpec:
         """The PubSub as a child of your supervisor (type supervisor, id its name).
 
         Options as keywords or one dict (so ``(PubSub, {"name": ...})`` works in a
@@ -82,7 +82,7 @@ class PubSub(Supervisor):
         return ChildSpec(id=config.name, start=(cls._start_config, (config,)), type="supervisor")
 
     @classmethod
-    def start_link(cls, opts: dict[str, Any] | None = None, /, **options: Any) -> Pid:  # type: ignore[override]
+    def start_link(cls, opts: dict[str, Any] | None = None, /, **options: Any) -> Pid:
         """Start the PubSub linked to the caller; its supervisor's pid.
 
         Raises ``actors.StartError`` with ``('already_started', pid)`` if a PubSub (or any
@@ -104,9 +104,7 @@ class PubSub(Supervisor):
         instance = _Instance(config.name, config.adapter, config.adapter_name, config.pool_size, actors.self())
         _instances[config.name] = instance
         self._instance = instance
-        children: list[Any] = [
-            {"id": ("shard", i), "start": (Shard.start_shard, (instance, i))} for i in range(config.pool_size)
-        ]
+        children: list[Any] = [{"id": ("shard", i), "start": (Shard.start_shard, (instance, i))} for i in range(config.pool_size)]
         children.append(config.adapter_spec)
         result = super().init(children)
         if not (result.__class__ is tuple and result[0] == "ok"):
@@ -121,8 +119,10 @@ class PubSub(Supervisor):
 
     def _forget(self) -> None:
         instance = getattr(self, "_instance", None)
-        if instance is not None and _instances.get(instance.name) is instance:
-            del _instances[instance.name]
+        if instance is not None:
+            name = instance.name
+            if _instances.get(name) is instance:
+                del _instances[name]
 
     def __repr__(self) -> str:
         instance = getattr(self, "_instance", None)

@@ -87,7 +87,8 @@ import os
 import random
 import time
 import urllib.parse
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gevent
 import gevent.lock
@@ -119,7 +120,14 @@ _DEFAULTS: dict[str, Any] = {
     "reconnect_backoff_max": 2.0,
     "dispatchers": (),
 }
-_FLOATS = ("publish_timeout", "connect_timeout", "heartbeat_interval", "node_timeout", "reconnect_backoff_initial", "reconnect_backoff_max")
+_FLOATS = (
+    "publish_timeout",
+    "connect_timeout",
+    "heartbeat_interval",
+    "node_timeout",
+    "reconnect_backoff_initial",
+    "reconnect_backoff_max",
+)
 _INTS = ("compression_level", "publish_pool_size")
 _STRS = ("node_name", "channel")
 # Idle publisher connections are checked with a PING before reuse after this long, so a
@@ -141,7 +149,7 @@ return 0
 
 # adapter_name -> the running node's state; instance ids outlive restarts of the PubSub
 # in this OS process, so a restarted adapter re-claims its own name.
-_nodes: dict[str, "_Node"] = {}
+_nodes: dict[str, _Node] = {}
 _instances: dict[str, str] = {}
 
 
@@ -163,7 +171,7 @@ def _connection() -> Any:
     if _connection_class is None:
         redis = _redis()
 
-        class GeventConnection(redis.connection.Connection):  # type: ignore[name-defined,misc]
+        class GeventConnection(redis.connection.Connection):  # type: ignore[name-defined]
             def _connect(self) -> Any:
                 sock = gevent.socket.create_connection((self.host, self.port), timeout=self.socket_connect_timeout)
                 sock.setsockopt(gevent.socket.IPPROTO_TCP, gevent.socket.TCP_NODELAY, 1)
@@ -364,6 +372,8 @@ class _Peer:
 class _Node:
     """Everything one running adapter knows: options, connections, counters, other nodes."""
 
+    reader: actors.Pid  # the subscriber process, set once it is spawned
+
     def __init__(self, pubsub: str, adapter_name: str, opts: dict[str, Any]) -> None:
         self.pubsub = pubsub
         self.adapter_name = adapter_name
@@ -561,7 +571,14 @@ class _Node:
             env = self.codec.decode(data)
         except MessageError as e:
             self.counters["decode_errors"] += 1
-            self.log_once(("decode", e.kind), logging.WARNING, "%s: a message on %s could not be read (%s); this kind is logged once", self.node_name, self.channel, e)
+            self.log_once(
+                ("decode", e.kind),
+                logging.WARNING,
+                "%s: a message on %s could not be read (%s); this kind is logged once",
+                self.node_name,
+                self.channel,
+                e,
+            )
             return
         now = time.monotonic()
         if env.mode == "except":
@@ -610,7 +627,14 @@ class _Node:
             node, instance, status = read_heartbeat(data)
         except MessageError as e:
             self.counters["decode_errors"] += 1
-            self.log_once(("heartbeat", e.kind), logging.WARNING, "%s: a message on %s could not be read (%s)", self.node_name, self.nodes_channel, e)
+            self.log_once(
+                ("heartbeat", e.kind),
+                logging.WARNING,
+                "%s: a message on %s could not be read (%s)",
+                self.node_name,
+                self.nodes_channel,
+                e,
+            )
             return
         now = time.monotonic()
         if node == self.node_name:
@@ -789,8 +813,12 @@ class _Server(GenServer):
         if claim == OK:
             node.name_state = "claimed"
         else:
-            log.warning("%s: Redis at %s unreachable at start (%s); the node name is claimed once it is up",
-                        node.node_name, _redacted(node.opts["url"]), claim[1])
+            log.warning(
+                "%s: Redis at %s unreachable at start (%s); the node name is claimed once it is up",
+                node.node_name,
+                _redacted(node.opts["url"]),
+                claim[1],
+            )
         _nodes[node.adapter_name] = node
         token = actors.make_ref()
         node.reader = actors.spawn_link(_subscriber_main, node, actors.self(), token)

@@ -44,8 +44,9 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from actors import Pid, Ref
 from transport._message import Binary, Broadcast
@@ -297,7 +298,7 @@ class WireCodec:
         if cls is tuple:
             if len(value) == 2 and value[0] == _BINARY_TAG and value[1].__class__ in (bytes, str):
                 data = value[1]
-                return Binary(data.encode("utf-8") if data.__class__ is str else data)
+                return Binary(data.encode("utf-8") if isinstance(data, str) else data)
             return tuple(self._walk_in(v) for v in value)
         if cls is list:
             return [self._walk_in(v) for v in value]
@@ -312,7 +313,11 @@ class WireCodec:
         try:
             if raw[0] == _NEW_PID:
                 pos = _skip_atom(raw, 1)
-                low, high, creation = _u32.unpack_from(raw, pos)[0], _u32.unpack_from(raw, pos + 4)[0], _u32.unpack_from(raw, pos + 8)[0]
+                low, high, creation = (
+                    _u32.unpack_from(raw, pos)[0],
+                    _u32.unpack_from(raw, pos + 4)[0],
+                    _u32.unpack_from(raw, pos + 8)[0],
+                )
                 if creation == self.creation:
                     return Pid.parse(f"<0.{low | (high << 32)}.0>")
             elif raw[0] == _NEWER_REFERENCE:
@@ -339,10 +344,8 @@ def _skip_atom(raw: bytes, pos: int) -> int:
 def _ref_from_number(n: int) -> Ref:
     # Ref has no public constructor from a number; a Ref is its number (eq and hash).
     ref = Ref.__new__(Ref)
-    ref._n = n  # type: ignore[attr-defined]
+    ref._n = n
     return ref
-
-
 
 
 # ------------------------------------------------------------------------------------------

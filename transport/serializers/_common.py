@@ -49,6 +49,4 @@ def check_fields(topic: Any, event: Any, ref: Any, join_ref: Any) -> None:
     if ref is not None and ref.__class__ is not str:
         raise InvalidMessageError(f"ref must be a string or null, got {describe(ref)}")
     if join_ref is not None and join_ref.__class__ is not str:
-        raise InvalidMessageError(
-            f"join_ref must be a string or null, got {describe(join_ref)}"
-        )
+        raise InvalidMessageError(f"join_ref must be a string or null, got {describe(join_ref)}")

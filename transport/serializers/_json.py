@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import ujson
@@ -87,9 +88,7 @@ def _check(value: Any) -> None:
     if cls is dict:
         for key, item in value.items():
             if key.__class__ is not str and not isinstance(key, str):
-                raise EncodeError(
-                    f"JSON object keys must be str, got {type(key).__name__} key {key!r}"
-                )
+                raise EncodeError(f"JSON object keys must be str, got {type(key).__name__} key {key!r}")
             if item.__class__ not in _SCALARS:
                 _check(item)
     elif cls is list or cls is tuple:
@@ -105,9 +104,7 @@ def _check_other(value: Any) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise EncodeError(
-                    f"JSON object keys must be str, got {type(key).__name__} key {key!r}"
-                )
+                raise EncodeError(f"JSON object keys must be str, got {type(key).__name__} key {key!r}")
             _check(item)
     elif isinstance(value, (list, tuple)):
         for item in value:
@@ -116,8 +113,7 @@ def _check_other(value: Any) -> None:
         return
     elif isinstance(value, Binary):
         raise EncodeError(
-            "a Binary payload can only be the whole payload of a V2 message, reply or "
-            "broadcast; it cannot sit inside JSON"
+            "a Binary payload can only be the whole payload of a V2 message, reply or broadcast; it cannot sit inside JSON"
         )
     elif isinstance(value, (bytes, bytearray, memoryview)):
         raise EncodeError(f"bytes cannot be encoded as JSON: {bytes(value)[:32]!r}")
@@ -143,9 +139,7 @@ def _encode_error(exc: BaseException) -> EncodeError:
     """The EncodeError for an exception raised while checking or dumping."""
     if isinstance(exc, EncodeError):
         return exc
-    if isinstance(exc, RecursionError) or (
-        isinstance(exc, OverflowError) and "recursion" in str(exc)
-    ):
+    if isinstance(exc, RecursionError) or (isinstance(exc, OverflowError) and "recursion" in str(exc)):
         return EncodeError("value is nested too deeply (or contains itself)")
     if isinstance(exc, OverflowError):
         return EncodeError("NaN and Infinity cannot be encoded as JSON")
@@ -208,7 +202,7 @@ _decoder = json.JSONDecoder(parse_float=_finite_float, parse_constant=_reject_co
 _decode = _decoder.decode
 # The C scanner behind decode(), called directly when the text starts with its value (as
 # every client frame does): it skips decode()'s two whitespace matches.
-_scan_once = _decoder.scan_once
+_scan_once: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 
 
@@ -232,7 +226,8 @@ def decode_json(text: str) -> Any:
     except StopIteration:  # leading whitespace, or not JSON: decode() says which
         value = _decode(text)
     else:
-        if end != len(text) and _WHITESPACE.match(text, end).end() != len(text):
+        # _WHITESPACE matches the empty string: match() never returns None here.
+        if end != len(text) and _WHITESPACE.match(text, end).end() != len(text):  # type: ignore[union-attr]
             _decode(text)  # raises "Extra data" with its position
             raise ValueError("extra data after the JSON value")  # pragma: no cover
     if "\\ud" in text or "\\uD" in text:

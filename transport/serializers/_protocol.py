@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 from .._message import Broadcast, Message, Reply
 
@@ -38,23 +38,23 @@ class Serializer(Protocol):
 class SingletonSerializer:
     """Base for serializers with one instance: constructing, copying or unpickling gives it."""
 
-    _instance = None
+    _instance: SingletonSerializer | None = None
     _name: str = ""  # module-level name of the instance, for pickling
 
-    def __new__(cls):
+    def __new__(cls) -> Self:
         instance = cls.__dict__.get("_instance")
         if instance is None:
             instance = super().__new__(cls)
             cls._instance = instance
         return instance
 
-    def __copy__(self):
+    def __copy__(self) -> Self:
         return self
 
-    def __deepcopy__(self, memo):
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
         return self
 
-    def __reduce__(self):
+    def __reduce__(self) -> str:
         return self._name
 
     def __repr__(self) -> str:

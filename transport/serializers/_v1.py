@@ -39,7 +39,7 @@ class V1JSONSerializer(SingletonSerializer):
 
     def encode(self, msg: Message | Reply) -> Frame:
         cls = msg.__class__
-        if cls is Message or isinstance(msg, Message):
+        if type(msg) is Message or isinstance(msg, Message):
             data = {
                 "event": msg.event,
                 "payload": msg.payload,
@@ -61,10 +61,7 @@ class V1JSONSerializer(SingletonSerializer):
         """Decode a client's JSON object; ``opcode`` is ignored, as Phoenix ignores it."""
         value = parse(as_text(data))
         if value.__class__ is not dict:
-            raise InvalidMessageError(
-                "V1 expects a JSON object with topic, event, payload and ref, "
-                f"got {describe(value)}"
-            )
+            raise InvalidMessageError(f"V1 expects a JSON object with topic, event, payload and ref, got {describe(value)}")
         for key in _REQUIRED:
             if key not in value:
                 raise InvalidMessageError(f"V1 message is missing the key {key!r}")
@@ -95,9 +92,7 @@ class V1JSONSerializer(SingletonSerializer):
         check_fields(topic, event, ref, None)
         if event == "phx_reply":
             if payload.__class__ is not dict or "status" not in payload:
-                raise InvalidMessageError(
-                    f"phx_reply payload must hold a status, got {describe(payload)}"
-                )
+                raise InvalidMessageError(f"phx_reply payload must hold a status, got {describe(payload)}")
             return Reply(topic, payload["status"], payload.get("response"), ref, None)
         return Message(topic, event, payload, ref, None)
 

@@ -54,9 +54,7 @@ def _header_field(value: Any, name: str, optional: bool) -> bytes:
     except UnicodeEncodeError as exc:
         raise EncodeError(f"{name} is not valid Unicode: {exc}") from None
     if len(raw) > 255:
-        raise EncodeError(
-            f"{name} is {len(raw)} bytes in UTF-8; a binary frame header field holds at most 255"
-        )
+        raise EncodeError(f"{name} is {len(raw)} bytes in UTF-8; a binary frame header field holds at most 255")
     return raw
 
 
@@ -79,9 +77,7 @@ class _Reader:
     def __init__(self, data: bytes, kind: str, count: int) -> None:
         header = 1 + count
         if len(data) < header:
-            raise InvalidMessageError(
-                f"binary {kind} frame is {len(data)} bytes, shorter than its {header}-byte header"
-            )
+            raise InvalidMessageError(f"binary {kind} frame is {len(data)} bytes, shorter than its {header}-byte header")
         self.data = data
         self.kind = kind
         self.sizes = data[1:header]
@@ -100,9 +96,7 @@ class _Reader:
             try:
                 out.append(data[offset : offset + size].decode("utf-8"))
             except UnicodeDecodeError:
-                raise InvalidMessageError(
-                    f"binary {self.kind} frame: {name} is not valid UTF-8"
-                ) from None
+                raise InvalidMessageError(f"binary {self.kind} frame: {name} is not valid UTF-8") from None
             offset += size
         self.offset = offset
         return out
@@ -147,7 +141,7 @@ class V2JSONSerializer(SingletonSerializer):
 
     def encode(self, msg: Message | Reply) -> Frame:
         cls = msg.__class__
-        if cls is Message or isinstance(msg, Message):
+        if type(msg) is Message or isinstance(msg, Message):
             payload = msg.payload
             if payload.__class__ is dict or isinstance(payload, dict):
                 envelope = [msg.join_ref, msg.ref, msg.topic, msg.event, payload]
@@ -184,8 +178,7 @@ class V2JSONSerializer(SingletonSerializer):
             value = parse(as_text(data))
             if value.__class__ is not list or len(value) < 5:
                 raise InvalidMessageError(
-                    "V2 expects a JSON array [join_ref, ref, topic, event, payload], "
-                    f"got {describe(value)}"
+                    f"V2 expects a JSON array [join_ref, ref, topic, event, payload], got {describe(value)}"
                 )
             join_ref, ref, topic, event, payload = value[:5]
             check_fields(topic, event, ref, join_ref)
@@ -197,10 +190,7 @@ class V2JSONSerializer(SingletonSerializer):
             kind = raw[0]
             if kind != PUSH:
                 if kind in _KIND_NAMES:
-                    raise InvalidMessageError(
-                        f"binary frame kind {kind} ({_KIND_NAMES[kind]}) is sent by servers, "
-                        "not clients"
-                    )
+                    raise InvalidMessageError(f"binary frame kind {kind} ({_KIND_NAMES[kind]}) is sent by servers, not clients")
                 raise InvalidMessageError(f"unknown binary frame kind {kind}")
             reader = _Reader(raw, "push", 4)
             join_ref, ref, topic, event = reader.fields("join_ref", "ref", "topic", "event")
@@ -236,9 +226,7 @@ class V2JSONSerializer(SingletonSerializer):
             check_fields(topic, event, ref, join_ref)
             if event == "phx_reply":
                 if payload.__class__ is not dict or "status" not in payload:
-                    raise InvalidMessageError(
-                        f"phx_reply payload must hold a status, got {describe(payload)}"
-                    )
+                    raise InvalidMessageError(f"phx_reply payload must hold a status, got {describe(payload)}")
                 return Reply(topic, payload["status"], payload.get("response"), ref, join_ref)
             return Message(topic, event, payload, ref, join_ref)
         if opcode != "binary":

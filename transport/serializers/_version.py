@@ -26,6 +26,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ._protocol import Serializer
 
@@ -239,9 +240,7 @@ def parse_requirement(source: str) -> Requirement:
     return Requirement(source, tuple(clauses), tuple(joiners))
 
 
-def version_match(
-    version: Version | str, requirement: Requirement | str, allow_pre: bool = True
-) -> bool:
+def version_match(version: Version | str, requirement: Requirement | str, allow_pre: bool = True) -> bool:
     """Elixir's ``Version.match?``: ValueError if either string is invalid."""
     if not isinstance(requirement, Requirement):
         requirement = parse_requirement(requirement)
@@ -264,9 +263,7 @@ def validate_serializers(serializers: Iterable[_Entry]) -> list[_Entry]:
             raise TypeError(f"a serializer entry is (serializer, requirement), got {entry!r}")
         serializer, requirement = entry
         if not isinstance(serializer, Serializer):
-            raise TypeError(
-                f"{serializer!r} is not a serializer (needs vsn, fastlane, encode, decode)"
-            )
+            raise TypeError(f"{serializer!r} is not a serializer (needs vsn, fastlane, encode, decode)")
         hash(serializer)
         if not isinstance(requirement, Requirement):
             try:
@@ -295,10 +292,9 @@ def negotiate(serializers: Iterable[_Entry], vsn: str | None) -> Serializer | No
         logger.warning("Client sent invalid transport version %r", vsn)
         return None
     if found is not None:
-        return found  # type: ignore[no-any-return]
+        return found
     logger.warning(
-        "The client's requested transport version %r does not match the server's "
-        "requirements %s",
+        "The client's requested transport version %r does not match the server's requirements %s",
         vsn,
         [(s, str(r)) for s, r in entries],
     )

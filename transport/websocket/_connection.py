@@ -325,6 +325,22 @@ class WebSocket(_gws.WebSocket):
             return  # already aborted or gone
         self._start_close_timer()
 
+    def release_handler(self) -> bool:
+        """Stop needing the HTTP handler that upgraded this connection, so that its greenlet
+        may end while the connection lives on: the bytes its reader buffered past the request
+        head are taken now, and the handler, its reader and its environ let go. False (and
+        nothing changed) over TLS, whose socket stays the handler's."""
+        if self._tls:
+            return False
+        if self._rfile_unread:
+            data = self._take_rfile_buffer()
+            if data:
+                self._reader.feed(data)
+        self._rfile = None
+        self.handler = None
+        self.environ = None
+        return True
+
     # -- reading ----------------------------------------------------------------------
 
     def _read(self, timeout, nowait: bool = False):
@@ -541,7 +557,8 @@ class WebSocket(_gws.WebSocket):
         except OSError:
             pass
         try:
-            self._rfile.close()
+            if self._rfile is not None:
+                self._rfile.close()
         except (OSError, ValueError, RuntimeError):  # RuntimeError: a read still inside it
             pass
         try:

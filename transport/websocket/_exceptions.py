@@ -43,5 +43,5 @@ class MessageTooBig(ProtocolError):
     def __init__(self, reason: str = "message too big") -> None:
         super().__init__(1009, reason)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[MessageTooBig], tuple[str]]:
         return (type(self), (self.reason,))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
 from geventwebsocket import handler as _gwsh
 from geventwebsocket.websocket import Stream
@@ -34,6 +35,7 @@ class WebSocketHandler(_gwsh.WebSocketHandler):
     ws_max_message_size: int | None = None
     ws_write_timeout: float | None = 10.0
     ws_close_timeout: float = 2.0
+    websocket: WebSocket | None  # set by upgrade_websocket, cleared when the connection ends
 
     def select_subprotocol(self, offered: list[str]) -> str | None:
         """The subprotocol to accept among those the client offered (in its order), or None.
@@ -44,7 +46,7 @@ class WebSocketHandler(_gwsh.WebSocketHandler):
         """
         return None
 
-    def upgrade_websocket(self):
+    def upgrade_websocket(self) -> list[bytes] | None:
         """None if this is not a WebSocket request; a list of bytes after a refusal (status
         set); None after a successful upgrade, with ``self.websocket`` set and the 101 started.
         """
@@ -52,7 +54,7 @@ class WebSocketHandler(_gwsh.WebSocketHandler):
         verdict = check_request(environ, self.request_version, self.SUPPORTED_VERSIONS)
         if verdict is None:
             return None
-        if verdict.__class__ is Refusal:
+        if isinstance(verdict, Refusal):
             log.warning("refused WebSocket handshake from %s: %s", _peer(self), verdict.log_message)
             self.close_connection = True
             self.start_response(verdict.status, verdict.headers)
@@ -92,11 +94,11 @@ class WebSocketHandler(_gwsh.WebSocketHandler):
         self.start_response("101 Switching Protocols", headers)
         return None
 
-    def run_websocket(self):
+    def run_websocket(self) -> None:
         """Run the application on the upgraded connection, then end the connection properly."""
         if getattr(self, "prevent_wsgi_call", False):
             return
-        ws = self.websocket
+        ws = cast(WebSocket, self.websocket)  # called only after a successful upgrade
         clients = getattr(self.server, "clients", None)
         if clients is None:
             clients = self.server.clients = {}
@@ -121,7 +123,7 @@ class WebSocketHandler(_gwsh.WebSocketHandler):
                 self.websocket = None
 
 
-def _peer(handler) -> str:
+def _peer(handler: Any) -> str:
     address = handler.client_address
     if isinstance(address, tuple) and len(address) >= 2:
         return f"{address[0]}:{address[1]}"

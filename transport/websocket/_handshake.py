@@ -52,7 +52,9 @@ def _refuse(status: str, message: str, headers: list | None = None) -> Refusal:
     return Refusal(status, headers, message.encode("ascii", "replace"), message)
 
 
-def check_request(environ: dict, request_version: str, versions=SUPPORTED_VERSIONS) -> Refusal | Upgrade | None:
+def check_request(
+    environ: dict, request_version: str, versions: tuple[str, ...] = SUPPORTED_VERSIONS
+) -> Refusal | Upgrade | None:
     """Judge a WSGI request as a WebSocket opening handshake (see the module docstring)."""
     if environ.get("REQUEST_METHOD", "") != "GET":
         return None

@@ -72,7 +72,10 @@ def test_sync_diff_an_update_replaces_the_meta_by_ref():
 
 
 def test_list_with_and_without_chooser():
-    state = {"u1": {"metas": [{"id": 1, "phx_ref": "1"}, {"id": 1, "phx_ref": "1.2"}]}, "u2": {"metas": [{"id": 2, "phx_ref": "2"}]}}
+    state = {
+        "u1": {"metas": [{"id": 1, "phx_ref": "1"}, {"id": 1, "phx_ref": "1.2"}]},
+        "u2": {"metas": [{"id": 2, "phx_ref": "2"}]},
+    }
     assert list_presences(state) == list(state.values())
     assert list_presences(state, lambda key, p: (key, p["metas"][0]["phx_ref"])) == [("u1", "1"), ("u2", "2")]
 

@@ -25,7 +25,17 @@ from transport.serializers import V1, V2
 
 def test_default_schedules_are_phoenix_js():
     assert [round(default_reconnect_after(n) * 1000) for n in range(1, 12)] == [
-        10, 50, 100, 150, 200, 250, 500, 1000, 2000, 5000, 5000,
+        10,
+        50,
+        100,
+        150,
+        200,
+        250,
+        500,
+        1000,
+        2000,
+        5000,
+        5000,
     ]
     assert [default_rejoin_after(n) for n in range(1, 6)] == [1, 2, 5, 10, 10]
 

@@ -95,7 +95,15 @@ def read_answer(sock: Any) -> Answer:
     return Answer(status, headers, raw, body)
 
 
-def request(port: int, method: str, path: str, params: dict | None = None, body: bytes = b"", headers: dict | None = None, timeout: float = 10.0) -> Answer:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    params: dict | None = None,
+    body: bytes = b"",
+    headers: dict | None = None,
+    timeout: float = 10.0,
+) -> Answer:
     sock = connect(port, timeout)
     try:
         sock.sendall(request_bytes(method, path, params, body, headers, port))

@@ -56,7 +56,7 @@ def test_ndjson_line_limit_counts_frames_not_blank_lines():
     assert e.value.status == 400
 
 
-@pytest.mark.parametrize("line", [b"!!!", b"QUJD=x", b"{\"v1\":1}", b"QQ"])
+@pytest.mark.parametrize("line", [b"!!!", b"QUJD=x", b'{"v1":1}', b"QQ"])
 def test_ndjson_lines_that_are_neither_json_arrays_nor_base64(line):
     with pytest.raises(BadRequest):
         parse_body(b'["1","2","t","e",{}]\n' + line, "application/x-ndjson")
@@ -83,7 +83,13 @@ def test_buffer_is_bounded_in_count_and_bytes():
     assert b.append("0123456789")
     assert not b.append("x")  # bytes
     assert b.statistics() == {
-        "messages": 1, "bytes": 10, "max_messages": 3, "max_bytes": 10, "high_water": 10, "total_in": 4, "total_out": 3,
+        "messages": 1,
+        "bytes": 10,
+        "max_messages": 3,
+        "max_bytes": 10,
+        "high_water": 10,
+        "total_in": 4,
+        "total_out": 3,
     }
     b.clear()
     assert len(b) == 0
@@ -93,7 +99,14 @@ def test_token_data_round_trip_and_refusals():
     data = session_token_data("eid", "<0.12.0>", "phx:lp:abc")
     assert data == (Atom("v1"), "eid", "<0.12.0>", "phx:lp:abc")
     assert token_session(data) == ("eid", "<0.12.0>", "phx:lp:abc")
-    for bad in [("v1", "eid", "p", "phx:lp:x"), (Atom("v2"), "e", "p", "phx:lp:x"), (Atom("v1"), "e", "p", "other"), (Atom("v1"), 1, "p", "phx:lp:x"), ["v1"], None]:
+    for bad in [
+        ("v1", "eid", "p", "phx:lp:x"),
+        (Atom("v2"), "e", "p", "phx:lp:x"),
+        (Atom("v1"), "e", "p", "other"),
+        (Atom("v1"), 1, "p", "phx:lp:x"),
+        ["v1"],
+        None,
+    ]:
         assert token_session(bad) is None
 
 
@@ -104,11 +117,24 @@ def test_priv_topics_are_unique_and_prefixed():
 
 def test_options_defaults_and_validation():
     opts = longpoll_options(True)
-    assert (opts["window_ms"], opts["pubsub_timeout_ms"], opts["crypto"], opts["path"]) == (10_000, 2_000, {"max_age": 1_209_600}, "/longpoll")
+    assert (opts["window_ms"], opts["pubsub_timeout_ms"], opts["crypto"], opts["path"]) == (
+        10_000,
+        2_000,
+        {"max_age": 1_209_600},
+        "/longpoll",
+    )
     assert (opts["max_buffer_messages"], opts["max_buffer_bytes"], opts["max_body_size"]) == (10_000, 8_000_000, 8_000_000)
     assert longpoll_options(False) is None
     assert longpoll_options({"check_origin": ["//example.com"]})["check_origin"] == [(None, "example.com", None)]
-    for bad in ({"window": 1}, {"window_ms": 0}, {"crypto": {"max_age": -1}}, {"crypto": {"salt": "x"}}, {"path": "longpoll"}, {"connect_info": ["nope"]}, {"check_origin": 3}):
+    for bad in (
+        {"window": 1},
+        {"window_ms": 0},
+        {"crypto": {"max_age": -1}},
+        {"crypto": {"salt": "x"}},
+        {"path": "longpoll"},
+        {"connect_info": ["nope"]},
+        {"check_origin": 3},
+    ):
         with pytest.raises((TypeError, ValueError)):
             longpoll_options(bad)
     with pytest.raises(TypeError):

@@ -51,7 +51,12 @@ class EchoSocket(SocketHandler):
 
 
 def _endpoint(name: str, pubsub: str, **lp) -> Endpoint:
-    return Endpoint(name, pubsub_server=pubsub, secret_key_base=SECRET, sockets=[("/socket", EchoSocket, {"websocket": False, "longpoll": {"window_ms": 300, **lp}})])
+    return Endpoint(
+        name,
+        pubsub_server=pubsub,
+        secret_key_base=SECRET,
+        sockets=[("/socket", EchoSocket, {"websocket": False, "longpoll": {"window_ms": 300, **lp}})],
+    )
 
 
 @pytest.fixture
@@ -60,7 +65,13 @@ def two_listeners():
     n = next(_ids)
     pubsub = f"LP.PubSub.{n}"
     a, b = _endpoint(f"LP.A.{n}", pubsub), _endpoint(f"LP.B.{n}", pubsub)
-    app = Application([PubSub.child_spec(name=pubsub), *a.child_specs(server={"host": "127.0.0.1", "port": 0}), *b.child_specs(server={"host": "127.0.0.1", "port": 0})])
+    app = Application(
+        [
+            PubSub.child_spec(name=pubsub),
+            *a.child_specs(server={"host": "127.0.0.1", "port": 0}),
+            *b.child_specs(server={"host": "127.0.0.1", "port": 0}),
+        ]
+    )
     app.start()
     EchoSocket.watcher = actors.self()
     try:
@@ -167,8 +178,14 @@ def test_a_full_buffer_answers_500_and_closes_the_session(two_listeners, caplog)
                 ep.broadcast("room:a", "news", {"i": i})
             body = lp(ep, token=tok)
         assert body["status"] == 500
-        assert actors.receive(lambda m: isinstance(m, tuple) and m[0] == "DOWN" and m[1] is ref, 3.0)[4] == ("shutdown", "buffer_full")
-        assert actors.receive(lambda m: isinstance(m, tuple) and m[0] == "channel_down", 3.0)[1:] == ("room:a", ("shutdown", "buffer_full"))
+        assert actors.receive(lambda m: isinstance(m, tuple) and m[0] == "DOWN" and m[1] is ref, 3.0)[4] == (
+            "shutdown",
+            "buffer_full",
+        )
+        assert actors.receive(lambda m: isinstance(m, tuple) and m[0] == "channel_down", 3.0)[1:] == (
+            "room:a",
+            ("shutdown", "buffer_full"),
+        )
         assert sum("buffer full" in r.getMessage() for r in caplog.records) == 1
         assert lp(ep, token=tok)["status"] == 410  # a new session
     finally:
@@ -179,7 +196,17 @@ def test_binary_frames_are_dropped_with_one_warning(two_listeners, caplog):
     a, _b = two_listeners
     tok = new_session(a)
     with caplog.at_level(logging.WARNING, "transport.longpoll"):
-        assert lp(a, "POST", tok, frames(["1", "1", "room:a", "phx_join", {}], ["1", "2", "room:a", "binary", {}], ["1", "3", "room:a", "binary", {}]))["status"] == 200
+        assert (
+            lp(
+                a,
+                "POST",
+                tok,
+                frames(
+                    ["1", "1", "room:a", "phx_join", {}], ["1", "2", "room:a", "binary", {}], ["1", "3", "room:a", "binary", {}]
+                ),
+            )["status"]
+            == 200
+        )
         seen = poll_until(a, tok, lambda s: sum(m[3] == "phx_reply" for m in s) >= 3)
     assert [m[3] for m in seen] == ["phx_reply", "phx_reply", "phx_reply"]
     assert sum("binary frame" in r.getMessage() for r in caplog.records) == 1
@@ -214,4 +241,7 @@ def test_drain_closes_sessions_with_channels():
         app.stop()
         EchoSocket.watcher = None
     assert actors.receive(lambda m: isinstance(m, tuple) and m[0] == "DOWN" and m[1] is ref, 3.0)[4] == ("shutdown", "restart")
-    assert actors.receive(lambda m: isinstance(m, tuple) and m[0] == "channel_down", 3.0)[1:] == ("room:d", ("shutdown", "draining"))
+    assert actors.receive(lambda m: isinstance(m, tuple) and m[0] == "channel_down", 3.0)[1:] == (
+        "room:d",
+        ("shutdown", "draining"),
+    )

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import actors
 import supervision
-from transport.pubsub import PubSub, local_broadcast
 from transport.presence import Presence
+from transport.pubsub import PubSub, local_broadcast
 from transport.terms import binary_to_term, term_to_binary
 
 _networks = itertools.count(1)
@@ -100,7 +101,7 @@ class RelayAdapter:
 class Node:
     """One node: PubSub ``<prefix>.PubSub`` and Presence ``<prefix>.Presence``."""
 
-    def __init__(self, cluster: "Cluster", index: int, presence_cls: type[Presence], options: dict) -> None:
+    def __init__(self, cluster: Cluster, index: int, presence_cls: type[Presence], options: dict) -> None:
         self.cluster = cluster
         self.node_name = f"node{index}@{cluster.network}"
         prefix = f"{cluster.network}.n{index}"

@@ -65,7 +65,13 @@ def diffs(timeout: float = 2.0) -> Any:
 
 def test_options_default_as_phoenix_and_are_checked():
     c = TrackerConfig(name="t", pubsub_server="p")
-    assert (c.pool_size, c.broadcast_period, c.max_silent_periods, c.down_period, c.permdown_period) == (1, 1500, 10, 30_000, 1_200_000)
+    assert (c.pool_size, c.broadcast_period, c.max_silent_periods, c.down_period, c.permdown_period) == (
+        1,
+        1500,
+        10,
+        30_000,
+        1_200_000,
+    )
     assert (c.clock_sample_periods, c.max_delta_sizes, c.log_level) == (2, (100, 1000, 10_000), False)
     with pytest.raises(ValueError, match="twice as large"):
         TrackerConfig(name="t", pubsub_server="p", broadcast_period=100, down_period=150)

@@ -340,7 +340,11 @@ def test_merge_is_idempotent(scenario):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.integers(2, 5), st.lists(st.tuples(st.integers(0, 4), st.integers(0, 5)), min_size=1, max_size=30), st.randoms(use_true_random=False))
+@given(
+    st.integers(2, 5),
+    st.lists(st.tuples(st.integers(0, 4), st.integers(0, 5)), min_size=1, max_size=30),
+    st.randoms(use_true_random=False),
+)
 def test_a_dead_process_leaves_everywhere(n, joins, rng):
     states = replicas(n)
     for r, pid in joins:
