@@ -43,7 +43,6 @@ from ._errors import (
     RegistrationError,
     StartError,
 )
-from ._pykka import Actor, ActorRef, GeventFuture, actor_child_spec
 from ._gen_server import (
     GenServer,
     RequestId,
@@ -63,6 +62,7 @@ from ._gen_server import (
     stop,
     wait_response,
 )
+from ._pykka import Actor, ActorRef, GeventFuture, actor_child_spec
 from ._registry import Registry
 from ._runtime import (
     TIMEOUT,

@@ -89,10 +89,7 @@ def print_report(results: dict, rows: list, extra: list, params: dict, runs: int
     def series(s: str, impl: str, key: str) -> list:
         return [(x or {}).get(key) for x in results[s][impl]]
 
-    header = (
-        f"{'scenario':<46} {ours:>13} {base:>13} {'unit':>6} {'ratio':>7} "
-        f"{'paired':>7} {'target':>9}  verdict"
-    )
+    header = f"{'scenario':<46} {ours:>13} {base:>13} {'unit':>6} {'ratio':>7} {'paired':>7} {'target':>9}  verdict"
     print(
         f"\n== medians over {runs} runs ==\n"
         f"ratio  = median({ours}) / median({base}), the figure judged against the target;\n"

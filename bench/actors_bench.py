@@ -538,7 +538,7 @@ def main() -> int:
                 results[s][impl].append(res)
                 got[impl] = res
             parts = []
-            for sc, key, label, unit, _, _ in ROWS:
+            for sc, key, _label, unit, _, _ in ROWS:
                 if sc != s:
                     continue
                 a = (got["actors"] or {}).get(key)
@@ -552,7 +552,7 @@ def main() -> int:
     print("\nbaselines: " + "; ".join(f"{s}: {BASELINE_NAME[s]}" for s in scenarios))
     if verdicts:
         met = sum(ok for _, ok in verdicts)
-        print(f"\ntargets met: {met}/{len(verdicts)}" + "".join(f"\n  MISS: {l}" for l, ok in verdicts if not ok))
+        print(f"\ntargets met: {met}/{len(verdicts)}" + "".join(f"\n  MISS: {line}" for line, ok in verdicts if not ok))
     print(f"total wall time {elapsed:.1f}s")
     if args.json:
         with open(args.json, "w") as f:

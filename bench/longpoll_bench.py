@@ -57,7 +57,13 @@ def serve() -> int:
         "Bench.LongPoll.Endpoint",
         pubsub_server=app.PUBSUB,
         secret_key_base=SECRET,
-        sockets=[("/socket", app.BenchSocket, {"websocket": {"timeout": 120_000, "check_origin": False}, "longpoll": {"check_origin": False}})],
+        sockets=[
+            (
+                "/socket",
+                app.BenchSocket,
+                {"websocket": {"timeout": 120_000, "check_origin": False}, "longpoll": {"check_origin": False}},
+            )
+        ],
     )
     children = [PubSub.child_spec(name=app.PUBSUB), *endpoint.child_specs()]
     return http.main(endpoint, children, ["--port", "0", "--log-level", "warning"])
@@ -245,7 +251,10 @@ def gen(port: int, n: int, transport: str, rate: float, seconds: float, window: 
     paced = phase(True)
     gevent.sleep(1)
     saturated = phase(False)
-    print(json.dumps({"transport": transport, "n": n, "join_s": round(join_s, 2), "paced": paced, "saturated": saturated}), flush=True)
+    print(
+        json.dumps({"transport": transport, "n": n, "join_s": round(join_s, 2), "paced": paced, "saturated": saturated}),
+        flush=True,
+    )
     return 0
 
 
@@ -270,7 +279,8 @@ def one_run(transport: str, n: int, args: argparse.Namespace) -> dict:
         time.sleep(0.5)
         before = rss(server.pid)
         g = subprocess.Popen(
-            [*pin("1"), sys.executable, __file__, "--gen", str(port), str(n), transport, str(args.rate), str(args.seconds), "10000"],
+            [*pin("1"), sys.executable, __file__, "--gen", str(port), str(n), transport,
+             str(args.rate), str(args.seconds), "10000"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
@@ -330,7 +340,10 @@ def main() -> int:
         vals.sort()
         return vals[len(vals) // 2]
 
-    print(f"\nN = {args.n} sessions per transport, {args.runs} run(s), medians; paced {args.rate:g}/s, saturated 20 in flight, {args.seconds:g} s each\n")
+    print(
+        f"\nN = {args.n} sessions per transport, {args.runs} run(s), medians; paced {args.rate:g}/s, "
+        f"saturated 20 in flight, {args.seconds:g} s each\n"
+    )
     print("| figure | LongPoll | WebSocket | LongPoll / WebSocket |")
     print("|---|---|---|---|")
     rows = [

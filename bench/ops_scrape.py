@@ -42,9 +42,23 @@ def main() -> int:
         s.bind(("127.0.0.1", 0))
         mport = s.getsockname()[1]
     env = dict(os.environ, PYTHONPATH=REPO)
-    server = subprocess.Popen([sys.executable, os.path.join(REPO, "bin", "phx-serve"), "bench.app:endpoint", "--port", "0",
-                               "--log-level", "warning", "--metrics", f"127.0.0.1:{mport}"],
-                              cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(REPO, "bin", "phx-serve"),
+            "bench.app:endpoint",
+            "--port",
+            "0",
+            "--log-level",
+            "warning",
+            "--metrics",
+            f"127.0.0.1:{mport}",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = None
         for line in server.stdout:
@@ -58,8 +72,12 @@ def main() -> int:
         def open_one(n: int) -> None:
             sock = pysocket.create_connection(("127.0.0.1", port), timeout=30)
             key = base64.b64encode(os.urandom(16)).decode()
-            sock.sendall((f"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                          f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+            sock.sendall(
+                (
+                    f"GET /socket/websocket?vsn=2.0.0 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
             head = b""
             while b"\r\n\r\n" not in head:
                 chunk = sock.recv(4096)
@@ -99,16 +117,22 @@ def main() -> int:
         scrape()  # warm up, and start a fresh lag window
         gevent.sleep(3)
         _took, idle = scrape()
-        print(f"idle 3 s (no scrape): loop lag p99 {idle['greenphx_runtime_event_loop_lag_p99_milliseconds']:.1f} ms, "
-              f"max {idle['greenphx_runtime_event_loop_lag_max_milliseconds']:.1f} ms", flush=True)
+        print(
+            f"idle 3 s (no scrape): loop lag p99 {idle['greenphx_runtime_event_loop_lag_p99_milliseconds']:.1f} ms, "
+            f"max {idle['greenphx_runtime_event_loop_lag_max_milliseconds']:.1f} ms",
+            flush=True,
+        )
         for k in range(args.scrapes):
             took, _ = scrape()
             _took2, after = scrape()  # its window is the first scrape's
-            print(f"scrape {k + 1}: {took * 1000:.0f} ms; loop lag during it p99 "
-                  f"{after['greenphx_runtime_event_loop_lag_p99_milliseconds']:.1f} ms, max "
-                  f"{after['greenphx_runtime_event_loop_lag_max_milliseconds']:.1f} ms; sockets "
-                  f"{after.get(WS_SOCKETS, 0):.0f}, channels "
-                  f"{after['greenphx_phoenix_channels']:.0f}, processes {after['greenphx_runtime_processes']:.0f}", flush=True)
+            print(
+                f"scrape {k + 1}: {took * 1000:.0f} ms; loop lag during it p99 "
+                f"{after['greenphx_runtime_event_loop_lag_p99_milliseconds']:.1f} ms, max "
+                f"{after['greenphx_runtime_event_loop_lag_max_milliseconds']:.1f} ms; sockets "
+                f"{after.get(WS_SOCKETS, 0):.0f}, channels "
+                f"{after['greenphx_phoenix_channels']:.0f}, processes {after['greenphx_runtime_processes']:.0f}",
+                flush=True,
+            )
             gevent.sleep(1)
         for sock in conns:
             sock.close()

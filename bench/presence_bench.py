@@ -40,13 +40,13 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "tests", "transport", "presence"))
 sys.path.insert(0, os.path.join(REPO, "bench"))
 
-import actors  # noqa: E402
+import ujson  # noqa: E402
 from _harness import rss_bytes  # noqa: E402
 from presence_cluster import Cluster, RelayAdapter, idle_process  # noqa: E402
+
+import actors  # noqa: E402
 from transport import Broadcast, pubsub  # noqa: E402
 from transport.terms import term_to_binary  # noqa: E402
-
-import ujson  # noqa: E402
 
 
 class Counter:
@@ -77,7 +77,12 @@ class Counter:
     def report(self) -> dict:
         actors.send(self.pid, "report")
         _, count, total, biggest, entries = actors.receive(lambda m: isinstance(m, tuple) and m[0] == "report", timeout=30)
-        return {"diffs": count, "mean_bytes": round(total / count) if count else 0, "max_bytes": biggest, "keys_in_diffs": entries}
+        return {
+            "diffs": count,
+            "mean_bytes": round(total / count) if count else 0,
+            "max_bytes": biggest,
+            "keys_in_diffs": entries,
+        }
 
 
 def wait_for(cond, timeout: float) -> float:
@@ -188,7 +193,9 @@ def three_nodes(n: int, period: int, redis_url: str | None) -> dict:
         "new_node_converges_s": round(late_s, 3),
     }
     if stats:
-        out["new_node_traffic"] = {k: stats[k] - settled[k] for k in stats if k != "max_bytes"} | {"max_bytes": stats["max_bytes"]}
+        out["new_node_traffic"] = {k: stats[k] - settled[k] for k in stats if k != "max_bytes"} | {
+            "max_bytes": stats["max_bytes"]
+        }
     for pid in pids:
         actors.exit(pid, "kill")
     actors.exit(counter.pid, "kill")

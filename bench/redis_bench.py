@@ -137,8 +137,17 @@ def run(scenario: str, subs: int, messages: int) -> dict:
             pins.append(f"redis:{_pin(server.proc.pid, 1)}")
         for i, name in enumerate(names):
             out = os.path.join(tmp, f"{name}.json")
-            cmd = [sys.executable, os.path.abspath(__file__), "--node", name, server.url if server else "-",
-                   str(per_node), str(messages), "1" if i == 0 else "0", out]
+            cmd = [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--node",
+                name,
+                server.url if server else "-",
+                str(per_node),
+                str(messages),
+                "1" if i == 0 else "0",
+                out,
+            ]
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             pins.append(f"{name}:{_pin(proc.pid, i)}")
             procs.append((proc, out))
@@ -198,9 +207,14 @@ def main() -> None:
     print("| scenario | deliveries/s | p50 ms | p99 ms | lost | publish errors |")
     print("|---|---|---|---|---|---|")
     for scenario, runs in rows.items():
-        med = {k: statistics.median(r[k] for r in runs) for k in ("deliveries_per_s", "p50_ms", "p99_ms", "lost", "publish_errors")}
+        med = {
+            k: statistics.median(r[k] for r in runs) for k in ("deliveries_per_s", "p50_ms", "p99_ms", "lost", "publish_errors")
+        }
         label = "3 nodes on Redis" if scenario == "redis" else "1 node, local adapter"
-        print(f"| {label} | {med['deliveries_per_s']:,.0f} | {med['p50_ms']:.1f} | {med['p99_ms']:.1f} | {med['lost']:.0f} | {med['publish_errors']:.0f} |")
+        print(
+            f"| {label} | {med['deliveries_per_s']:,.0f} | {med['p50_ms']:.1f} | {med['p99_ms']:.1f} "
+            f"| {med['lost']:.0f} | {med['publish_errors']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

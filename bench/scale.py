@@ -89,9 +89,23 @@ class Redis:
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="greenphx-scale-redis-")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.dir, "--maxclients", "10000"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+                "--maxclients",
+                "10000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for(self._ping, 10, "redis-server")
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -122,9 +136,24 @@ def stop(proc: subprocess.Popen, timeout: float = 60.0) -> None:
 def start_server(workers: int, redis_url: str) -> tuple[subprocess.Popen, int]:
     env = {**os.environ, "PYTHONPATH": REPO, "SECRET_KEY_BASE": "s" * 64}
     proc = subprocess.Popen(
-        [sys.executable, os.path.join(REPO, "bin", "phx-serve"), "app:endpoint", "--port", "0",
-         "--workers", str(workers), "--pubsub", redis_url, "--log-level", "warning"],
-        cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+        [
+            sys.executable,
+            os.path.join(REPO, "bin", "phx-serve"),
+            "app:endpoint",
+            "--port",
+            "0",
+            "--workers",
+            str(workers),
+            "--pubsub",
+            redis_url,
+            "--log-level",
+            "warning",
+        ],
+        cwd=HERE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -160,20 +189,46 @@ def run(conns: int, workers: int, generators: int, heartbeat_s: float, hold_s: f
         if workers == 1:
             worker_pids = [server.pid]  # --workers 1 serves in the process itself
         else:
-            worker_pids = wait_for(lambda: children_of(server.pid) if len(children_of(server.pid)) >= workers else None, 30, "workers")
+            worker_pids = wait_for(
+                lambda: children_of(server.pid) if len(children_of(server.pid)) >= workers else None, 30, "workers"
+            )
         time.sleep(2)  # let start-up settle before the baseline
         rss_before = sum(rss_bytes(p) for p in worker_pids)
         share = math.ceil(conns / generators)
         started = time.monotonic()
         for i in range(generators):
             n = min(share, conns - i * share)
-            gens.append(subprocess.Popen(
-                [LOADGEN, "--port", str(port), "--src-addr", f"127.0.0.{2 + i}", "--heartbeat-s", str(heartbeat_s),
-                 "--phase-timeout-s", "600", "--max-s", str(900), "--quiet",
-                 "connect", "--conns", str(n), "--topic", TOPIC, "--concurrency", "100", "--hold-s", str(hold_s),
-                 "--await-broadcast"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            ))
+            gens.append(
+                subprocess.Popen(
+                    [
+                        LOADGEN,
+                        "--port",
+                        str(port),
+                        "--src-addr",
+                        f"127.0.0.{2 + i}",
+                        "--heartbeat-s",
+                        str(heartbeat_s),
+                        "--phase-timeout-s",
+                        "600",
+                        "--max-s",
+                        str(900),
+                        "--quiet",
+                        "connect",
+                        "--conns",
+                        str(n),
+                        "--topic",
+                        TOPIC,
+                        "--concurrency",
+                        "100",
+                        "--hold-s",
+                        str(hold_s),
+                        "--await-broadcast",
+                    ],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         holding = set()
         while len(holding) < len(gens):
             for k, g in enumerate(gens):
@@ -229,7 +284,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, help=f"default: one per {PER_WORKER:,} connections")
     parser.add_argument("--generators", type=int, help=f"default: one per {PER_GENERATOR:,} connections")
     parser.add_argument("--heartbeat-s", type=float, default=30.0)
-    parser.add_argument("--hold-s", type=float, default=75.0, help="the longest hold (it ends once all got the broadcast and a heartbeat reply)")
+    parser.add_argument(
+        "--hold-s", type=float, default=75.0, help="the longest hold (it ends once all got the broadcast and a heartbeat reply)"
+    )
     parser.add_argument("--json", help="write the figures here too")
     args = parser.parse_args()
     workers = args.workers or max(1, math.ceil(args.conns / PER_WORKER))
@@ -242,8 +299,10 @@ def main() -> int:
         if key != "generator_results":
             print(f"{key:<{width}}  {value}")
     target = figures["broadcast_reach_ms"] <= 1500 and figures["broadcast_reached"] == figures["joined"]
-    print(f"one broadcast reached {figures['broadcast_reached']:,} of {figures['joined']:,} in "
-          f"{figures['broadcast_reach_ms']:.0f} ms (target 1,500 ms: {'met' if target else 'missed'})")
+    print(
+        f"one broadcast reached {figures['broadcast_reached']:,} of {figures['joined']:,} in "
+        f"{figures['broadcast_reach_ms']:.0f} ms (target 1,500 ms: {'met' if target else 'missed'})"
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=2)

@@ -145,7 +145,7 @@ def main() -> int:
                 print(f"  run {r + 1} {scenario:<11} {impl:<5} {res}", flush=True)
     verdicts = print_report(results, ROWS, [], params, runs, IMPLS)
     met = sum(ok for _, ok in verdicts)
-    print(f"\ntargets met: {met}/{len(verdicts)}" + "".join(f"\n  MISS: {l}" for l, ok in verdicts if not ok))
+    print(f"\ntargets met: {met}/{len(verdicts)}" + "".join(f"\n  MISS: {line}" for line, ok in verdicts if not ok))
     return 1 if failed else 0
 
 

@@ -63,7 +63,9 @@ class DynamicSupervisor(GenServer):
         return ChildSpec(id=opts.get("id", cls), start=(cls.start_link, (opts,)), type="supervisor")
 
     @classmethod
-    def start_link(cls, opts: dict[str, Any] | None = None, *, name: str | None = None, timeout: float | None = None) -> Pid:
+    def start_link(  # type: ignore[override]  # OTP's options dict, not GenServer's init_arg
+        cls, opts: dict[str, Any] | None = None, *, name: str | None = None, timeout: float | None = None
+    ) -> Pid:
         """Start linked to the caller. ``opts``: see the module docs."""
         opts = dict(opts or {})
         name = name if name is not None else opts.pop("name", None)
@@ -131,7 +133,10 @@ class DynamicSupervisor(GenServer):
         try:
             spec = child_spec(raw)
             if spec.significant:
-                raise ChildSpecError("significant", f"child {spec.id!r}: a DynamicSupervisor has no significant children (no auto_shutdown), as in Elixir")
+                raise ChildSpecError(
+                    "significant",
+                    f"child {spec.id!r}: a DynamicSupervisor has no significant children (no auto_shutdown), as in Elixir",
+                )
         except ChildSpecError as e:
             return ("error", e)
         if self.max_children is not None and len(self._children) + len(self._restarting) >= self.max_children:
@@ -167,8 +172,15 @@ class DynamicSupervisor(GenServer):
     def _restart(self, spec: ChildSpec, reason: Any) -> Any:
         me = actors.self()
         if not self._intensity.add():
-            report(logging.ERROR, "reached_max_restart_intensity", me, spec.id, None, reason,
-                   f"shutting down (more than {self.max_restarts} restarts in {self.max_seconds} s)")
+            report(
+                logging.ERROR,
+                "reached_max_restart_intensity",
+                me,
+                spec.id,
+                None,
+                reason,
+                f"shutting down (more than {self.max_restarts} restarts in {self.max_seconds} s)",
+            )
             return ("stop", "shutdown", self)
         status, value = start_child_process(spec, self.extra_arguments)
         if status == "error":
@@ -205,16 +217,23 @@ def _spawn_spec(fn: Any, args: tuple, restart: str, shutdown: Any, child_id: Any
             if len(_TEMPLATES) > 1024:  # unbounded keys (lambdas made per call) must not leak
                 _TEMPLATES.clear()
             spec = _TEMPLATES[key] = child_spec(
-                ChildSpec(id=child_id if child_id is not None else fn, start=(_spawn_linked, (fn, ())), restart=restart, shutdown=shutdown)
+                ChildSpec(
+                    id=child_id if child_id is not None else fn,
+                    start=(_spawn_linked, (fn, ())),
+                    restart=restart,
+                    shutdown=shutdown,
+                )
             )
         return spec
     return child_spec(
-        ChildSpec(id=child_id if child_id is not None else fn, start=(_spawn_linked, (fn, args)), restart=restart, shutdown=shutdown)
+        ChildSpec(
+            id=child_id if child_id is not None else fn, start=(_spawn_linked, (fn, args)), restart=restart, shutdown=shutdown
+        )
     )
 
 
 def spawn_child(
-    sup: "Pid | str",
+    sup: Pid | str,
     fn: Any,
     *args: Any,
     restart: str = "temporary",
@@ -232,7 +251,7 @@ def spawn_child(
     proc = rt._lookup(sup, "spawn_child")
     spec = _spawn_spec(fn, args, restart, shutdown, child_id)
     server = proc.system if proc is not None else None
-    if not isinstance(server, DynamicSupervisor) or not proc.alive:
+    if proc is None or not isinstance(server, DynamicSupervisor) or not proc.alive:
         raise SupervisorError("noproc")
     if server._stopping:
         raise SupervisorError("shutting_down")
@@ -290,7 +309,9 @@ class PartitionSupervisor:
             )
             for i in range(count)
         ]
-        pid = supervisor_start_link(children, strategy="one_for_one", max_restarts=max_restarts, max_seconds=max_seconds, name=name)
+        pid = supervisor_start_link(
+            children, strategy="one_for_one", max_restarts=max_restarts, max_seconds=max_seconds, name=name
+        )
         _PARTITIONS[name] = count
         return pid
 

@@ -121,8 +121,12 @@ class RestartIntensity:
     def statistics(self) -> dict[str, Any]:
         """``recent`` restarts within the window, ``total`` since start, and the limits."""
         threshold = time.monotonic() - self.max_seconds
-        return {"recent": sum(1 for s in self._stamps if s >= threshold), "total": self.total,
-                "max_restarts": self.max_restarts, "max_seconds": self.max_seconds}
+        return {
+            "recent": sum(1 for s in self._stamps if s >= threshold),
+            "total": self.total,
+            "max_restarts": self.max_restarts,
+            "max_seconds": self.max_seconds,
+        }
 
     def add(self) -> bool:
         """Record a restart; False when that exceeds the intensity."""
@@ -146,7 +150,7 @@ class Supervisor(GenServer):
 
     def children(self, arg: Any) -> list[Any]:
         """The child specs to start; override in a subclass (default: ``arg`` itself)."""
-        return arg  # type: ignore[no-any-return]
+        return arg
 
     def restart_statistics(self) -> dict[str, Any] | None:
         """:meth:`RestartIntensity.statistics` of this supervisor (None before ``init``):
@@ -160,8 +164,11 @@ class Supervisor(GenServer):
         return ChildSpec(id=cls, start=(cls.start_link, (arg,)), type="supervisor")
 
     @classmethod
-    def start_link(cls, init_arg: Any = None, *, name: str | None = None, timeout: float | None = None) -> Pid:
-        """Start this supervisor linked to the caller; bad specs raise ChildSpecError."""
+    def start_link(
+        cls, init_arg: Any = None, *, name: str | None = None, timeout: float | None = None, hibernate_after: int | None = None
+    ) -> Pid:
+        """Start this supervisor linked to the caller; bad specs raise ChildSpecError.
+        (``hibernate_after`` is accepted for GenServer's signature; a supervisor ignores it.)"""
         return _start(cls(), init_arg, name, timeout)
 
     # -- server callbacks ---------------------------------------------------------------
@@ -241,9 +248,7 @@ class Supervisor(GenServer):
 
     def _auto_shutdown(self, spec: ChildSpec, pid: Pid, reason: Any) -> Any:
         """A significant child ended by itself and is not restarted: OTP 24's auto_shutdown."""
-        if self.auto_shutdown == "all_significant" and any(
-            c.spec.significant and isinstance(c.pid, Pid) for c in self._children
-        ):
+        if self.auto_shutdown == "all_significant" and any(c.spec.significant and isinstance(c.pid, Pid) for c in self._children):
             return ("noreply", self)
         report(logging.INFO, "auto_shutdown", actors.self(), spec.id, pid, reason, f"shutting down ({self.auto_shutdown})")
         return ("stop", "shutdown", self)
@@ -270,9 +275,7 @@ class Supervisor(GenServer):
             return
         shutdown = child.spec.shutdown_ms
         reason = shutdown_one(pid, shutdown)
-        if not expected_shutdown_reason(reason, shutdown) and not (
-            reason == "normal" and child.spec.restart != "permanent"
-        ):
+        if not expected_shutdown_reason(reason, shutdown) and not (reason == "normal" and child.spec.restart != "permanent"):
             report(logging.ERROR, "shutdown_error", actors.self(), child.spec.id, pid, reason, "stopped")
 
     def _shutdown_all(self) -> None:
@@ -457,12 +460,12 @@ def which_children(sup: Any, timeout: float | None = 5.0) -> list[ChildInfo]:
     """The supervisor's children: newest first for a :class:`Supervisor` (as OTP's
     ``supervisor:which_children``), in start order for a :class:`DynamicSupervisor` (as
     OTP's ``simple_one_for_one`` and Elixir's, which list by pid)."""
-    return actors.call(sup, ("which_children",), timeout)  # type: ignore[no-any-return]
+    return actors.call(sup, ("which_children",), timeout)
 
 
 def count_children(sup: Any, timeout: float | None = 5.0) -> dict[str, int]:
     """Counts of specs, active children, supervisors and workers."""
-    return actors.call(sup, ("count_children",), timeout)  # type: ignore[no-any-return]
+    return actors.call(sup, ("count_children",), timeout)
 
 
 def start_child(sup: Any, spec: Any, timeout: float | None = 5.0) -> Any:

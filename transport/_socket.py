@@ -33,8 +33,9 @@ import functools
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import actors
 from actors import TIMEOUT, Pid
@@ -69,7 +70,7 @@ class Socket:
     transport: str | None = None
     transport_pid: Pid | None = None
 
-    def assign(self, *pairs: Any, **assigns: Any) -> "Socket":
+    def assign(self, *pairs: Any, **assigns: Any) -> Socket:
         """A copy with assigns merged: ``assign(key, value)``, ``assign(mapping)`` or ``assign(k=v)``."""
         merged = dict(self.assigns)
         if len(pairs) == 2 and isinstance(pairs[0], str):
@@ -121,7 +122,7 @@ class SocketHandler:
         if topic.__class__ is not str:
             return None
         for head, splat, channel, opts in cls._routes:
-            if (topic.startswith(head) if splat else topic == head):
+            if topic.startswith(head) if splat else topic == head:
                 return channel, opts
         return None
 
@@ -178,13 +179,21 @@ def connect(
     return result
 
 
-def _user_connect(handler_cls: type[SocketHandler], endpoint: Any, transport: str, serializer: Any, params: dict, connect_info: dict) -> Any:
+def _user_connect(
+    handler_cls: type[SocketHandler], endpoint: Any, transport: str, serializer: Any, params: dict, connect_info: dict
+) -> Any:
     handler = handler_cls()
-    socket = Socket(handler=handler_cls, endpoint=endpoint, pubsub_server=getattr(endpoint, "pubsub_server", None), serializer=serializer, transport=transport)
-    if _connect_arity(handler_cls) >= 3:
+    socket = Socket(
+        handler=handler_cls,
+        endpoint=endpoint,
+        pubsub_server=getattr(endpoint, "pubsub_server", None),
+        serializer=serializer,
+        transport=transport,
+    )
+    if _connect_arity(handler_cls) >= 3:  # type: ignore[arg-type]  # a class is hashable
         result = handler.connect(params, socket, connect_info)
     else:
-        result = handler.connect(params, socket)
+        result = handler.connect(params, socket)  # type: ignore[call-arg]  # Phoenix's connect/2
     if isinstance(result, tuple) and len(result) == 2 and result[0] == "ok" and isinstance(result[1], Socket):
         socket = result[1]
         sid = handler.id(socket)
@@ -205,7 +214,7 @@ def _user_connect(handler_cls: type[SocketHandler], endpoint: Any, transport: st
     return "error"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _connect_arity(handler_cls: type) -> int:
     """How many arguments the handler's ``connect`` takes (once per class, not per connect)."""
     return _arity(handler_cls().connect)
@@ -349,7 +358,13 @@ class SocketConnection:
                 self.max_channels,
             )
             return self._reply(
-                Reply(topic=topic, status="error", payload={"reason": "too many channels joined"}, ref=message.ref, join_ref=message.join_ref),
+                Reply(
+                    topic=topic,
+                    status="error",
+                    payload={"reason": "too many channels joined"},
+                    ref=message.ref,
+                    join_ref=message.join_ref,
+                ),
                 status="error",
             )
         channel, opts = route
@@ -367,9 +382,18 @@ class SocketConnection:
     def _duplicate_join(self, entry: list, message: Message) -> Any:
         pid, _ref, status = entry
         # A close the old channel already queued is superseded by this join.
-        if actors.receive(lambda m: m.__class__ is tuple and len(m) == 3 and m[0] == "socket_close" and m[1] == pid, 0, default=None) is None:
+        if (
+            actors.receive(
+                lambda m: m.__class__ is tuple and len(m) == 3 and m[0] == "socket_close" and m[1] == pid, 0, default=None
+            )
+            is None
+        ):
             if status != "leaving":
-                log.debug('Duplicate channel join for topic "%s" in %s. Closing existing channel for new join.', message.topic, self.handler.__name__)
+                log.debug(
+                    'Duplicate channel join for topic "%s" in %s. Closing existing channel for new join.',
+                    message.topic,
+                    self.handler.__name__,
+                )
         _shutdown_duplicate_channel(pid)
         closed = self._socket_close(pid)
         if closed is not None:

@@ -76,13 +76,25 @@ def _serve(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=4000, help="port (default 4000; 0 picks a free one)")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error (default info)")
     parser.add_argument("--debug-shell", metavar="ADDR", help="unix:PATH or 127.0.0.1:PORT (off by default)")
-    parser.add_argument("--metrics", metavar="ADDR", nargs="?", const="127.0.0.1:9568",
-                        help="serve Prometheus metrics at http://ADDR/metrics (default ADDR 127.0.0.1:9568; off by default)")
-    parser.add_argument("--metrics-path", metavar="PATH", help="serve the metrics on the endpoint at PATH (e.g. /metrics) instead")
+    parser.add_argument(
+        "--metrics",
+        metavar="ADDR",
+        nargs="?",
+        const="127.0.0.1:9568",
+        help="serve Prometheus metrics at http://ADDR/metrics (default ADDR 127.0.0.1:9568; off by default)",
+    )
+    parser.add_argument(
+        "--metrics-path", metavar="PATH", help="serve the metrics on the endpoint at PATH (e.g. /metrics) instead"
+    )
     parser.add_argument("--metrics-prefix", metavar="PREFIX", default="greenphx", help="metric names' prefix (default greenphx)")
-    parser.add_argument("--dashboard", metavar="ADDR", nargs="?", const="127.0.0.1:4001",
-                        help="serve the live dashboard at http://ADDR/ (default ADDR 127.0.0.1:4001; loopback only "
-                        "unless --dashboard-token; off by default)")
+    parser.add_argument(
+        "--dashboard",
+        metavar="ADDR",
+        nargs="?",
+        const="127.0.0.1:4001",
+        help="serve the live dashboard at http://ADDR/ (default ADDR 127.0.0.1:4001; loopback only "
+        "unless --dashboard-token; off by default)",
+    )
     parser.add_argument("--dashboard-token", metavar="TOKEN", help="require ?token=TOKEN (16+ characters) for the dashboard")
     parser.add_argument("--dashboard-allow-kill", action="store_true", help="let the dashboard kill processes (off by default)")
     parser.add_argument("--certfile", metavar="PEM", help="serve HTTPS/wss with this certificate (and --keyfile)")
@@ -103,7 +115,9 @@ def _serve(argv: list[str]) -> int:
     )
     parser.add_argument("--worker-index", type=int, help=argparse.SUPPRESS)  # set by the launcher
     parser.add_argument("--pubsub", metavar="URL", help="redis://HOST:PORT/DB: share topics with other nodes on that Redis")
-    parser.add_argument("--node-name", metavar="NAME", help="this node's name, unique among the nodes (default greenphx_<pid>@<host>)")
+    parser.add_argument(
+        "--node-name", metavar="NAME", help="this node's name, unique among the nodes (default greenphx_<pid>@<host>)"
+    )
     args = parser.parse_args(argv)
     workers = _worker_count(args.workers)
 
@@ -213,7 +227,7 @@ def _serve(argv: list[str]) -> int:
         app.stop()
         return EXIT_FAILURE
     me = actors.self()
-    signalled = []
+    signalled: list[bool] = []
 
     def on_signal() -> None:
         if signalled:

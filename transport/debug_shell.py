@@ -66,7 +66,6 @@ from typing import Any
 import gevent
 import gevent.queue
 from gevent import getcurrent
-
 from gevent.backdoor import BackdoorServer
 
 import actors
@@ -123,9 +122,7 @@ def parse_address(addr: str) -> tuple[int, Any, str]:
         return socket.AF_UNIX, path, f"unix:{path}"
     m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:\[\]]+):(\d+)", addr)
     if m is None:
-        raise ValueError(
-            f"debug shell address {addr!r} is not 'unix:PATH', '127.0.0.1:PORT', 'localhost:PORT' or '[::1]:PORT'"
-        )
+        raise ValueError(f"debug shell address {addr!r} is not 'unix:PATH', '127.0.0.1:PORT', 'localhost:PORT' or '[::1]:PORT'")
     host = m.group(1) or m.group(3)
     port = int(m.group(2) or m.group(4))
     if not 0 <= port <= 65535:
@@ -212,13 +209,13 @@ def _short(value: Any, width: int = 48, keep: str = "start") -> str:
     if len(text) <= width:
         return text
     if keep == "end":
-        return "..." + text[-(width - 3):]
+        return "..." + text[-(width - 3) :]
     if keep == "middle":
         # Dotted names differ at both ends (Demo.Endpoint...DemoSocket.ChannelPool.partition.1):
         # keep the first part and as much of the end as fits.
         parts = text.split(".")
         head = ".".join(parts[:2]) if len(".".join(parts[:2])) <= width // 3 else parts[0][: width // 3]
-        return head + "..." + text[-(width - len(head) - 3):]
+        return head + "..." + text[-(width - len(head) - 3) :]
     return text[: width - 3] + "..."
 
 
@@ -234,7 +231,10 @@ def _print_table(
     headers: list[str], rows: list[list[Any]], *, width: int = 48, keep_end: tuple = (), keep_middle: tuple = ()
 ) -> None:
     cells = [
-        [_short(_cell(v), width, "end" if i in keep_end else "middle" if i in keep_middle else "start") for i, v in enumerate(row)]
+        [
+            _short(_cell(v), width, "end" if i in keep_end else "middle" if i in keep_middle else "start")
+            for i, v in enumerate(row)
+        ]
         for row in rows
     ]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
@@ -426,8 +426,16 @@ class Shell:
         _print_table(
             ["pid", "name/label", "status", "queue", "links", "mons", "mon_by", "initial call"],
             [
-                [r["pid"], _name_or_label(i), r["status"], r["queue"], r["links"], r["monitors"], r["monitored_by"],
-                 _cell(r["initial_call"])]
+                [
+                    r["pid"],
+                    _name_or_label(i),
+                    r["status"],
+                    r["queue"],
+                    r["links"],
+                    r["monitors"],
+                    r["monitored_by"],
+                    _cell(r["initial_call"]),
+                ]
                 for r, i in zip(rows, infos)
             ],
             keep_end=(7,),
@@ -469,8 +477,7 @@ class Shell:
         except actors.CallExit as e:
             if e.why == "timeout":
                 raise ShellError(
-                    f"{p} did not answer get_status within {timeout}s (not a GenServer or sys-aware "
-                    "process, or busy)"
+                    f"{p} did not answer get_status within {timeout}s (not a GenServer or sys-aware process, or busy)"
                 ) from None
             raise
         _emit(pprint.pformat(value, width=100, sort_dicts=False))
@@ -571,8 +578,10 @@ class Shell:
         rows = ops.pubsub_statistics()
         _print_table(
             ["name", "adapter", "node", "pool_size", "subscriptions", "subscribers", "topics"],
-            [[r["name"], r["adapter"], r["node_name"], r["pool_size"], r["subscriptions"], r["subscribers"], r["topics"]]
-             for r in rows],
+            [
+                [r["name"], r["adapter"], r["node_name"], r["pool_size"], r["subscriptions"], r["subscribers"], r["topics"]]
+                for r in rows
+            ],
         )
         return rows
 
@@ -584,14 +593,28 @@ class Shell:
         if not remote:
             _emit(f"PubSub {name}: adapter {stats['adapter']} has no other nodes (node {stats['node_name']})")
             return {}
-        _emit(f"PubSub {name}, node {remote['node_name']} on {remote['url']} {remote['channel']}: "
-              f"subscriber {remote['subscriber']}, publisher {remote['publisher']}, name {remote['name_claim']}")
+        _emit(
+            f"PubSub {name}, node {remote['node_name']} on {remote['url']} {remote['channel']}: "
+            f"subscriber {remote['subscriber']}, publisher {remote['publisher']}, name {remote['name_claim']}"
+        )
         _print_table(
             ["node", "status", "heartbeats", "seconds since last message"],
-            [[node, row["status"], row["heartbeats"], row["seconds_since_last_message"]] for node, row in remote["nodes"].items()],
+            [
+                [node, row["status"], row["heartbeats"], row["seconds_since_last_message"]]
+                for node, row in remote["nodes"].items()
+            ],
         )
-        counters = ("published", "publish_errors", "undelivered", "received", "ignored", "decode_errors",
-                    "unknown_dispatchers", "dispatch_errors", "reconnects")
+        counters = (
+            "published",
+            "publish_errors",
+            "undelivered",
+            "received",
+            "ignored",
+            "decode_errors",
+            "unknown_dispatchers",
+            "dispatch_errors",
+            "reconnects",
+        )
         _emit("  ".join(f"{key}={remote[key]}" for key in counters))
         return remote
 
@@ -615,8 +638,15 @@ class Shell:
         rows = []
         for entry in entries:
             info = entry["info"]
-            rows.append([entry["pid"], _name_or_label(info) if info else "(dead)", info["status"] if info else "dead",
-                         info["message_queue_len"] if info else "-", entry["transport"] or "-"])
+            rows.append(
+                [
+                    entry["pid"],
+                    _name_or_label(info) if info else "(dead)",
+                    info["status"] if info else "dead",
+                    info["message_queue_len"] if info else "-",
+                    entry["transport"] or "-",
+                ]
+            )
         _emit(f"PubSub {name}, topic {topic!r}")
         _print_table(["pid", "name/label", "status", "queue", "transport"], rows)
         _emit(f"({len(entries)} subscriptions)")
@@ -647,10 +677,20 @@ class Shell:
         for row in ops.sockets(peer, timeout=self.state_timeout):  # the largest outbound queue first
             snap = row.pop("snapshot")
             rows.append(row)
-            table.append([row["pid"], row["handler"], "-" if row["id"] is None else row["id"], _known(snap, "transport"),
-                          _known(snap, "peer"), _known(snap, "path"), ", ".join(row["channels"]) or "-",
-                          "-" if row["outbound"] is None else row["outbound"]["bytes"],
-                          _known(snap, "bytes_in", "bytes_out"), _known(snap, "frames_in", "frames_out")])
+            table.append(
+                [
+                    row["pid"],
+                    row["handler"],
+                    "-" if row["id"] is None else row["id"],
+                    _known(snap, "transport"),
+                    _known(snap, "peer"),
+                    _known(snap, "path"),
+                    ", ".join(row["channels"]) or "-",
+                    "-" if row["outbound"] is None else row["outbound"]["bytes"],
+                    _known(snap, "bytes_in", "bytes_out"),
+                    _known(snap, "frames_in", "frames_out"),
+                ]
+            )
         _print_table(
             ["pid", "handler", "id", "transport", "peer", "path", "channels", "queued", "bytes in/out", "frames in/out"],
             table,
@@ -682,8 +722,16 @@ class Shell:
         for topic, cpid in chans.items():
             cinfo = actors.process_info(cpid)
             sock = _try_state(cpid, self.state_timeout)
-            rows.append([topic, cpid, cinfo["status"] if cinfo else "dead", cinfo["message_queue_len"] if cinfo else "-",
-                         getattr(sock, "join_ref", None), getattr(sock, "assigns", None)])
+            rows.append(
+                [
+                    topic,
+                    cpid,
+                    cinfo["status"] if cinfo else "dead",
+                    cinfo["message_queue_len"] if cinfo else "-",
+                    getattr(sock, "join_ref", None),
+                    getattr(sock, "assigns", None),
+                ]
+            )
         _emit(f"socket {p} ({label[1]}, id {label[2]!r})")
         _print_table(["topic", "channel", "status", "queue", "join_ref", "assigns"], rows)
         return chans
@@ -746,7 +794,9 @@ def _print_tree(node: dict[str, Any], lead: str, branch: str, limit: int, top: b
         if counts is not None:
             parts.append(f"[{counts['active']}/{counts['specs']} active, {counts['supervisors']} sup, {counts['workers']} wrk]")
         r = node["restarts"]
-        parts.append(f"restarts {r['recent']}/{r['max_restarts']} in {r['max_seconds']}s, {r['total']} total" if r else "restarts n/a")
+        parts.append(
+            f"restarts {r['recent']}/{r['max_restarts']} in {r['max_seconds']}s, {r['total']} total" if r else "restarts n/a"
+        )
     else:
         if node["type"] == "supervisor":
             parts.append("supervisor (did not answer get_state)")
@@ -932,8 +982,9 @@ class DebugShellServer(BackdoorServer):
     server removes its Unix socket file.
     """
 
-    def __init__(self, listener: Any, *, locals: dict[str, Any], banner: str, attach_address: str,
-                 unix_path: str | None = None) -> None:
+    def __init__(
+        self, listener: Any, *, locals: dict[str, Any], banner: str, attach_address: str, unix_path: str | None = None
+    ) -> None:
         super().__init__(listener, locals=locals, banner=banner)
         self.attach_address = attach_address
         self.unix_path = unix_path
@@ -950,10 +1001,11 @@ class DebugShellServer(BackdoorServer):
             except OSError:
                 pass  # a Unix socket
             fobj = conn.makefile("r", encoding="utf-8", errors="replace", newline=None)
-            g.stdin = _ConnIn(conn, fobj)
-            g.stdout = _ConnOut(conn)
-            g.switch_in()
-            ns = self._create_interactive_locals()
+            # gevent's backdoor protocol: the greenlet carries its own stdin/stdout.
+            g.stdin = _ConnIn(conn, fobj)  # type: ignore[attr-defined]
+            g.stdout = _ConnOut(conn)  # type: ignore[attr-defined]
+            g.switch_in()  # type: ignore[attr-defined]
+            ns = self._create_interactive_locals()  # type: ignore[attr-defined]
             ns["__shell__"] = session
             console = _Console(ns, session)
             console.interact(banner=self.banner, exitmsg="")
@@ -1144,8 +1196,9 @@ def attach(
         sock.close()
 
 
-def _run_command(sock: socket.socket, command: str, timeout: float, connect_timeout: float,
-                 out: Any, err: Any, where: str) -> int:
+def _run_command(
+    sock: socket.socket, command: str, timeout: float, connect_timeout: float, out: Any, err: Any, where: str
+) -> int:
     reader = _Reader(sock)
     try:
         _banner, prompt = reader.until_prompt(time.monotonic() + connect_timeout)

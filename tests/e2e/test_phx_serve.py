@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from serverproc import ServerProcess
 from websockets.asyncio.client import connect as aconnect
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from transport.client import ConnectError, Socket
@@ -43,7 +44,7 @@ def test_serves_a_user_endpoint_and_stops_cleanly_on_sigterm():
             ws.send(json.dumps(["1", "2", "lobby:a", "echo", {"x": 1}]))
             assert json.loads(ws.recv(timeout=5))[4] == {"response": {"x": 1}, "status": "ok"}
             assert server.stop() == 0
-            with pytest.raises(Exception):
+            with pytest.raises(ConnectionClosed):
                 ws.recv(timeout=5)
             assert ws.close_code == 1012
     finally:
@@ -91,7 +92,9 @@ def test_secret_key_base_comes_from_the_environment():
 
 
 def test_without_secret_key_base_a_random_one_is_used_and_said():
-    server = ServerProcess([*PHX_SERVE, "serve_target:endpoint", "--port", "0"], cwd=Path(HERE), name="phx-serve", env={"SECRET_KEY_BASE": ""})
+    server = ServerProcess(
+        [*PHX_SERVE, "serve_target:endpoint", "--port", "0"], cwd=Path(HERE), name="phx-serve", env={"SECRET_KEY_BASE": ""}
+    )
     try:
         server.wait_log("SECRET_KEY_BASE is not set")
     finally:

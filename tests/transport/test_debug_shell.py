@@ -356,11 +356,24 @@ def test_a_transport_that_does_not_answer_shows_question_marks(shell, capsys):
     gevent.sleep(0)
     quick = debug_shell.Shell(state_timeout=0.05)
     rows = [r for r in quick.sockets() if r["pid"] == transport]
-    assert rows == [{
-        "pid": transport, "handler": "FakeSocket", "id": "user:7", "transport": None, "serializer": None,
-        "peer": None, "path": None, "channels": {"room:fake": channel}, "bytes_in": None, "bytes_out": None,
-        "frames_in": None, "frames_out": None, "outbound": None, "answered": False,
-    }]
+    assert rows == [
+        {
+            "pid": transport,
+            "handler": "FakeSocket",
+            "id": "user:7",
+            "transport": None,
+            "serializer": None,
+            "peer": None,
+            "path": None,
+            "channels": {"room:fake": channel},
+            "bytes_in": None,
+            "bytes_out": None,
+            "frames_in": None,
+            "frames_out": None,
+            "outbound": None,
+            "answered": False,
+        }
+    ]
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith(str(transport)))
     assert line.split() == [str(transport), "FakeSocket", "user:7", "?", "?", "?", "room:fake", "-", "?/?", "?/?"]
@@ -486,9 +499,7 @@ def test_other_addresses_are_refused(addr, message):
 def attach(addr, command=None, **kwargs):
     """Run attach in a real thread (the backdoor is served by this thread's hub)."""
     out, err = io.StringIO(), io.StringIO()
-    rc = gevent.get_hub().threadpool.spawn(debug_shell.attach, addr, command, stdout=out, stderr=err, **kwargs).get(
-        timeout=20
-    )
+    rc = gevent.get_hub().threadpool.spawn(debug_shell.attach, addr, command, stdout=out, stderr=err, **kwargs).get(timeout=20)
     return rc, out.getvalue(), err.getvalue()
 
 

@@ -202,9 +202,20 @@ def tree(root: Pid, *, limit: int = 25, timeout: float = STATE_TIMEOUT) -> dict[
 
 def _node(pid: Any, child_id: Any, kind: str, limit: int, timeout: float, pacer: Pacer, shown: bool = True) -> dict[str, Any]:
     pacer.tick()
-    node: dict[str, Any] = {"pid": pid, "id": child_id, "type": kind, "name": None, "label": None,
-                            "status": None, "queue": None, "supervisor": None, "strategy": None,
-                            "counts": None, "restarts": None, "children": []}
+    node: dict[str, Any] = {
+        "pid": pid,
+        "id": child_id,
+        "type": kind,
+        "name": None,
+        "label": None,
+        "status": None,
+        "queue": None,
+        "supervisor": None,
+        "strategy": None,
+        "counts": None,
+        "restarts": None,
+        "children": [],
+    }
     if not isinstance(pid, Pid):
         # pid None: the child's start returned ignore (an adapter that needs no process, as
         # the local PubSub adapter) or it was terminated; OTP shows it as undefined.
@@ -216,8 +227,7 @@ def _node(pid: Any, child_id: Any, kind: str, limit: int, timeout: float, pacer:
     if info is None:
         node["status"] = "dead"
         return node
-    node.update(name=info["registered_name"], label=info["label"], status=info["status"],
-                queue=info["message_queue_len"])
+    node.update(name=info["registered_name"], label=info["label"], status=info["status"], queue=info["message_queue_len"])
     if kind != "supervisor":
         return node
     state = supervisor_state(pid, timeout)
@@ -408,8 +418,13 @@ def socket_row(pid: Pid, info: dict[str, Any], st: Any) -> dict[str, Any]:
     }
 
 
-def sockets(peer: str | None = None, *, timeout: float = STATE_TIMEOUT, infos: list[dict[str, Any]] | None = None,
-            limit: int | None = None) -> list[dict[str, Any]]:
+def sockets(
+    peer: str | None = None,
+    *,
+    timeout: float = STATE_TIMEOUT,
+    infos: list[dict[str, Any]] | None = None,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
     """Every socket (WebSocket and LongPoll), the largest outbound queue first, as
     :func:`socket_row` rows; ``peer``: only those whose ``ip:port`` contains it; ``limit``:
     only the first ``limit`` of them are asked for their state (a dashboard's page)."""

@@ -92,10 +92,9 @@ def _check_dispatcher(dispatcher: Any, function: str) -> Dispatcher:
         return dispatch
     if not callable(dispatcher):
         raise TypeError(
-            f"{function}: dispatcher must be callable as dispatch(entries, from_pid, message), "
-            f"got {type(dispatcher).__name__}"
+            f"{function}: dispatcher must be callable as dispatch(entries, from_pid, message), got {type(dispatcher).__name__}"
         )
-    return dispatcher  # type: ignore[no-any-return]
+    return dispatcher
 
 
 def _check_from(from_pid: Any, function: str) -> None:
@@ -260,16 +259,12 @@ def broadcast_or_raise(pubsub: str, topic: str, message: Any, dispatcher: Dispat
     _raise_unless_ok(broadcast(pubsub, topic, message, dispatcher), "broadcast")
 
 
-def broadcast_from_or_raise(
-    pubsub: str, from_pid: Pid, topic: str, message: Any, dispatcher: Dispatcher | None = None
-) -> None:
+def broadcast_from_or_raise(pubsub: str, from_pid: Pid, topic: str, message: Any, dispatcher: Dispatcher | None = None) -> None:
     """:func:`broadcast_from` that raises :class:`BroadcastError` instead of returning an error."""
     _raise_unless_ok(broadcast_from(pubsub, from_pid, topic, message, dispatcher), "broadcast_from")
 
 
-def direct_broadcast_or_raise(
-    node: str, pubsub: str, topic: str, message: Any, dispatcher: Dispatcher | None = None
-) -> None:
+def direct_broadcast_or_raise(node: str, pubsub: str, topic: str, message: Any, dispatcher: Dispatcher | None = None) -> None:
     """:func:`direct_broadcast` that raises :class:`BroadcastError` instead of returning an error."""
     _raise_unless_ok(direct_broadcast(node, pubsub, topic, message, dispatcher), "direct_broadcast")
 
@@ -277,7 +272,7 @@ def direct_broadcast_or_raise(
 def node_name(pubsub: str) -> str:
     """The name of this node, as the PubSub's adapter reports it."""
     inst = _lookup(pubsub, "node_name")
-    return inst.adapter.node_name(inst.adapter_name)  # type: ignore[no-any-return]
+    return inst.adapter.node_name(inst.adapter_name)
 
 
 # ----------------------------------------------------------------------------------------

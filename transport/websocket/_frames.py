@@ -85,10 +85,11 @@ def unmask(data: bytes | bytearray | memoryview, mask: bytes) -> bytes:
     n = len(data)
     if not n:
         return b""
-    key = mask * ((n + 3) >> 2)
-    if len(key) != n:
-        key = key[:n]
-    key = int.from_bytes(key, "little")  # drop each temporary as soon as it is used:
+    keys = mask * ((n + 3) >> 2)
+    if len(keys) != n:
+        keys = keys[:n]
+    key = int.from_bytes(keys, "little")  # drop each temporary as soon as it is used:
+    del keys
     value = int.from_bytes(data, "little")  # peak memory is about 4x the payload
     value ^= key
     del key
@@ -172,7 +173,7 @@ class FrameReader:
         self._frag_opcode = 0  # opcode of the fragmented message in progress, 0 when none
         self._frag_parts: list = []
         self._frag_size = 0
-        self._decoder = None
+        self._decoder: codecs.IncrementalDecoder | None = None
         self._error: ProtocolError | None = None
         self._closed = False
         self.frames = 0
@@ -219,7 +220,7 @@ class FrameReader:
         buf[start + done : stop] = piece  # same length: an in-place copy
         self._unmasked = stop - start
 
-    def next_event(self):
+    def next_event(self) -> tuple | None:
         """The next event, or None until more bytes are fed; raises :class:`ProtocolError`."""
         if self._error is not None:
             raise self._error
@@ -322,7 +323,7 @@ class FrameReader:
                 self._frag_size += length
                 if self._frag_opcode == OP_TEXT:
                     try:
-                        self._frag_parts.append(self._decoder.decode(payload, bool(fin)))
+                        self._frag_parts.append(self._decoder.decode(payload, bool(fin)))  # type: ignore[union-attr]
                     except UnicodeDecodeError:
                         self._fail(INVALID_DATA, "invalid UTF-8")
                 else:
