@@ -14,16 +14,16 @@ import asyncio
 import collections
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .._message import Message
 from ._core import Close, Open, Send
-from ._driver import ChannelBase, SocketBase, call_safely
+from ._driver import ChannelBase, SocketBase, call_safely, refused
 from ._errors import ConnectError, JoinError, PushTimeout
 from ._longpoll import LongPollSession, describe_close
 
 if TYPE_CHECKING:
-    from websockets.typing import Origin, Subprotocol
+    pass
 
 __all__ = ["AsyncChannel", "AsyncSocket", "AsyncSubscription"]
 
@@ -431,29 +431,11 @@ class AsyncSocket(SocketBase):
         from websockets.exceptions import ConnectionClosed, InvalidStatus
 
         opts = self.options
-        open_timeout = opts.open_timeout
-        if opts.longpoll_fallback is not None and not self._core.established:
-            open_timeout = min(open_timeout, opts.longpoll_fallback)
         try:
-            ws = await connect(
-                opts.url_for("websocket"),
-                origin=cast("Origin | None", opts.origin),
-                additional_headers={k: v for k, v in opts.headers.items()} or None,
-                subprotocols=cast("list[Subprotocol] | None", opts.subprotocols()),
-                open_timeout=open_timeout,
-                close_timeout=opts.close_timeout,
-                ping_interval=None,
-                max_size=opts.max_frame_size,
-                max_queue=None,
-                compression=None,
-                proxy=None,
-                **({"ssl": opts.ssl} if opts.ssl is not None else {}),
-            )
+            kwargs = opts.websocket_connect_kwargs(bool(self._core.established))
+            ws = await connect(opts.url_for("websocket"), max_queue=None, **kwargs)
         except InvalidStatus as exc:
-            status = exc.response.status_code
-            body = bytes(exc.response.body or b"")
-            error = ConnectError(f"the server refused the connection (HTTP {status})", status, body)
-            self._closed(conn, None, "refused", error)
+            self._closed(conn, None, "refused", refused(exc))
             return
         except asyncio.CancelledError:
             raise

@@ -21,16 +21,16 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from .._message import Message
 from ._core import Close, Open, Send
-from ._driver import ChannelBase, SocketBase, call_safely
+from ._driver import ChannelBase, SocketBase, call_safely, refused
 from ._errors import ConnectError, JoinError, PushTimeout
 from ._longpoll import LongPollSession, describe_close
 
 if TYPE_CHECKING:
-    from websockets.typing import Origin, Subprotocol
+    pass
 
 __all__ = ["Channel", "Socket", "Subscription"]
 
@@ -361,29 +361,10 @@ class Socket(SocketBase):
         from websockets.sync.client import connect
 
         opts = self.options
-        open_timeout = opts.open_timeout
-        if opts.longpoll_fallback is not None and not self._core.established:
-            open_timeout = min(open_timeout, opts.longpoll_fallback)
         try:
-            ws = connect(
-                opts.url_for("websocket"),
-                origin=cast("Origin | None", opts.origin),
-                additional_headers=opts.headers or None,
-                subprotocols=cast("list[Subprotocol] | None", opts.subprotocols()),
-                open_timeout=open_timeout,
-                close_timeout=opts.close_timeout,
-                ping_interval=None,
-                max_size=opts.max_frame_size,
-                compression=None,
-                proxy=None,
-                **({"ssl": opts.ssl} if opts.ssl is not None else {}),
-                **_LEGACY,
-            )
+            ws = connect(opts.url_for("websocket"), **opts.websocket_connect_kwargs(bool(self._core.established)), **_LEGACY)
         except InvalidStatus as exc:
-            status = exc.response.status_code
-            body = bytes(exc.response.body or b"")
-            error = ConnectError(f"the server refused the connection (HTTP {status})", status, body)
-            self._closed(conn, None, "refused", error)
+            self._closed(conn, None, "refused", refused(exc))
             return
         except Exception as exc:
             self._closed(conn, None, "failed", ConnectError(f"cannot connect to {opts.url}: {exc}"))

@@ -30,6 +30,15 @@ from ._errors import ConnectError, JoinError, JoinTimeout, PushError, PushTimeou
 log = logging.getLogger("transport.client")
 
 AUTH_TOKEN_PREFIX = "base64url.bearer.phx."
+
+
+def refused(exc: Any) -> ConnectError:
+    """The error for websockets' ``InvalidStatus``: the server answered the upgrade with an
+    HTTP status (a refused ``connect``: 403, or what an error handler chose)."""
+    status = exc.response.status_code
+    return ConnectError(f"the server refused the connection (HTTP {status})", status, bytes(exc.response.body or b""))
+
+
 TRANSPORTS = ("websocket", "longpoll")
 
 
@@ -101,6 +110,29 @@ class Options:
         token = self.auth_token() if callable(self.auth_token) else self.auth_token
         encoded = base64.urlsafe_b64encode(token.encode()).decode().rstrip("=")
         return ["phoenix", AUTH_TOKEN_PREFIX + encoded]
+
+    def websocket_connect_kwargs(self, established: bool) -> dict[str, Any]:
+        """What both drivers give websockets' ``connect`` (asyncio's and sync's take the same):
+        no library pings (Phoenix's heartbeat is the liveness check), no compression, no
+        proxy, our frame limit; the open timeout shortened by ``longpoll_fallback`` until a
+        connection has worked."""
+        open_timeout = self.open_timeout
+        if self.longpoll_fallback is not None and not established:
+            open_timeout = min(open_timeout, self.longpoll_fallback)
+        kwargs: dict[str, Any] = dict(
+            origin=self.origin,
+            additional_headers=dict(self.headers) or None,
+            subprotocols=self.subprotocols(),
+            open_timeout=open_timeout,
+            close_timeout=self.close_timeout,
+            ping_interval=None,
+            max_size=self.max_frame_size,
+            compression=None,
+            proxy=None,
+        )
+        if self.ssl is not None:
+            kwargs["ssl"] = self.ssl
+        return kwargs
 
     def http_headers(self) -> dict[str, str]:
         headers = dict(self.headers)
