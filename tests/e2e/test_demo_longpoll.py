@@ -21,15 +21,13 @@ these tests skip locally and fail under ``CI=true``. Every wait is bounded.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
+from browser import headless_chromium
 from serverproc import ServerProcess
 
 from transport.client import Socket
@@ -37,18 +35,9 @@ from transport.client import Socket
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 PHX_SERVE = [sys.executable, str(REPO / "bin" / "phx-serve")]
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 ROOM = "room:lobby"
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _unavailable(reason: str) -> None:
-    """Skip locally; under CI=true a missing browser is a failure, never a skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}. Under CI=true the browser tests must run (see .ci/run).", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -72,33 +61,8 @@ def blocked():
 
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _unavailable("selenium is not installed (pip install selenium)")
-    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not os.access(path, os.X_OK):
-            _unavailable(f"{path} not found (apt-get install -y {package})")
-    profile = tempfile.mkdtemp(prefix="greenphx-chromium-demo-lp-")
-    options = Options()
-    options.binary_location = CHROMIUM
-    # Two pages at once: neither may have its timers throttled as a background page.
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=900,900",
-                "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
-                "--disable-backgrounding-occluded-windows", f"--user-data-dir={profile}"):  # fmt: skip
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        driver.set_page_load_timeout(20)
-        driver.set_script_timeout(20)
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.fixture

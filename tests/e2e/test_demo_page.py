@@ -30,7 +30,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -40,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import headless_chromium
 from serverproc import ServerProcess
 from ws_client import Msg, PhxClient, ok
 
@@ -50,8 +50,6 @@ REPO = Path(__file__).resolve().parents[2]
 # How the demo is served: phx-serve with no target, ``--port N`` appended.
 SERVER_CMD = [sys.executable, str(REPO / "bin" / "phx-serve")]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 ROOM = "room:lobby"
 
 pytestmark = pytest.mark.timeout(120)
@@ -253,54 +251,10 @@ def test_chat_broadcasts_new_msg_with_the_senders_name(server, sockets):
 # the page in headless Chromium
 
 
-def _unavailable(reason: str) -> None:
-    """Skip locally; under CI=true a missing browser is a failure, never a skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(
-            f"{reason}. Under CI=true the browser tests must run: .ci/run has to "
-            "`apt-get install -y chromium chromium-driver` and pip install selenium (the test extra).",
-            pytrace=False,
-        )
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _unavailable("selenium is not installed (pip install selenium)")
-    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not os.access(path, os.X_OK):
-            _unavailable(f"{path} not found (apt-get install -y {package})")
-
-    profile = tempfile.mkdtemp(prefix="greenphx-chromium-")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=900,900",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        driver.set_page_load_timeout(20)
-        driver.set_script_timeout(10)
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 def wait_for(driver, condition, timeout: float, message: str):

@@ -20,7 +20,6 @@ skip locally and fail under ``CI=true``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -33,21 +32,13 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from browser import headless_chromium, unavailable
 from conftest import APP
 from serverproc import ServerProcess
 
 JS_DIR = Path(__file__).resolve().parent / "js"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _unavailable(reason: str) -> None:
-    """Skip locally; under CI=true a missing prerequisite is a failure, never a skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}. Under CI=true this test must run (see .ci/run).", pytrace=False)
-    pytest.skip(reason)
 
 
 class LongPollApp(ServerProcess):
@@ -102,12 +93,12 @@ def _check_scenario(steps: list[dict], user: str, binary: bool = True) -> None:
 def node() -> str:
     exe = shutil.which("node")
     if exe is None:
-        _unavailable("node is not on PATH")
+        unavailable("node is not on PATH")
     pinned = json.loads((JS_DIR / "package.json").read_text())["dependencies"]
     for name in ("phoenix", "xhr2"):
         manifest = JS_DIR / "node_modules" / name / "package.json"
         if not manifest.is_file() or json.loads(manifest.read_text())["version"] != pinned[name]:
-            _unavailable(f"node_modules lacks {name} {pinned[name]}: run `npm ci --prefix tests/e2e/js`")
+            unavailable(f"node_modules lacks {name} {pinned[name]}: run `npm ci --prefix tests/e2e/js`")
     return exe
 
 
@@ -213,7 +204,7 @@ def page_origin():
     """The test page and phoenix.js, served from another origin than the endpoint's."""
     phoenix_js = JS_DIR / "node_modules" / "phoenix" / "priv" / "static" / "phoenix.js"
     if not phoenix_js.is_file():
-        _unavailable(f"{phoenix_js} is missing: run `npm ci --prefix tests/e2e/js`")
+        unavailable(f"{phoenix_js} is missing: run `npm ci --prefix tests/e2e/js`")
     root = tempfile.mkdtemp(prefix="greenphx-lp-page-")
     shutil.copy(phoenix_js, Path(root) / "phoenix.js")
     (Path(root) / "index.html").write_text(PAGE)
@@ -235,29 +226,8 @@ def page_origin():
 
 @pytest.fixture(scope="module")
 def browser():
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.options import Options
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        _unavailable("selenium is not installed (pip install selenium)")
-    for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
-        if not os.access(path, os.X_OK):
-            _unavailable(f"{path} not found (apt-get install -y {package})")
-    profile = tempfile.mkdtemp(prefix="greenphx-chromium-lp-")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"):  # fmt: skip
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
-        driver.set_page_load_timeout(20)
-        driver.set_script_timeout(30)
+    with headless_chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
 
 
 @pytest.mark.parametrize(("mode", "path"), [("longpoll", "/js"), ("fallback", "/js_wsblocked")])

@@ -72,6 +72,16 @@ def certs(tmp_path_factory) -> dict[str, Path]:
     return {name: d / name for name in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
 
 
+def _tls_phx_serve(certs) -> ServerProcess:
+    """phx-serve serving tests/e2e/serve_target.py over TLS with the test's certificate."""
+    return ServerProcess(
+        [*PHX_SERVE, "serve_target:endpoint", "--port", "0", "--certfile", str(certs["server.pem"]),
+         "--keyfile", str(certs["server.key"])],
+        cwd=HERE,
+        name="phx-serve (TLS)",
+    )  # fmt: skip
+
+
 def _client_context(certs, with_cert: bool = False) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=str(certs["ca.pem"]))
     if with_cert:
@@ -80,20 +90,7 @@ def _client_context(certs, with_cert: bool = False) -> ssl.SSLContext:
 
 
 def test_phx_serve_serves_wss_to_a_python_client(certs):
-    server = ServerProcess(
-        [
-            *PHX_SERVE,
-            "serve_target:endpoint",
-            "--port",
-            "0",
-            "--certfile",
-            str(certs["server.pem"]),
-            "--keyfile",
-            str(certs["server.key"]),
-        ],
-        cwd=HERE,
-        name="phx-serve (TLS)",
-    )
+    server = _tls_phx_serve(certs)
     try:
         assert server.ws.startswith("wss://")
         with connect(f"{server.ws}/socket/websocket?vsn=2.0.0", ssl=_client_context(certs)) as ws:
@@ -110,20 +107,7 @@ def test_phx_serve_serves_wss_to_a_python_client(certs):
 def test_the_projects_client_connects_over_wss(certs):
     from transport.client import Socket
 
-    server = ServerProcess(
-        [
-            *PHX_SERVE,
-            "serve_target:endpoint",
-            "--port",
-            "0",
-            "--certfile",
-            str(certs["server.pem"]),
-            "--keyfile",
-            str(certs["server.key"]),
-        ],
-        cwd=HERE,
-        name="phx-serve (TLS)",
-    )
+    server = _tls_phx_serve(certs)
     try:
         socket = Socket(f"{server.ws}/socket", ssl=_client_context(certs))
         socket.connect(timeout=10)
@@ -141,20 +125,7 @@ def test_the_official_phoenix_client_connects_over_wss(certs):
     node = shutil.which("node")
     if node is None or not (JS_DIR / "node_modules" / "phoenix").is_dir():
         pytest.skip("Node and `npm ci --prefix tests/e2e/js` are needed")
-    server = ServerProcess(
-        [
-            *PHX_SERVE,
-            "serve_target:endpoint",
-            "--port",
-            "0",
-            "--certfile",
-            str(certs["server.pem"]),
-            "--keyfile",
-            str(certs["server.key"]),
-        ],
-        cwd=HERE,
-        name="phx-serve (TLS)",
-    )
+    server = _tls_phx_serve(certs)
     script = """
 import { Socket } from "phoenix";
 import WebSocket from "ws";
