@@ -39,7 +39,8 @@ import re
 import sys
 import traceback
 from collections import deque
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import gevent
 from gevent import get_hub
@@ -56,6 +57,7 @@ if Exit not in gevent.hub.Hub.NOT_ERROR:
     gevent.hub.Hub.NOT_ERROR = (*gevent.hub.Hub.NOT_ERROR, Exit)
 
 _MISSING: Any = object()
+
 
 # The mailbox of a hibernated process with nothing queued: one shared empty deque instead of
 # a 760-byte one each (a deque allocates a 64-slot block even when empty). Never appended
@@ -99,7 +101,7 @@ class Pid:
 
     __slots__ = ("_n", "_proc")
 
-    def __init__(self, n: int, proc: "_Proc | None" = None) -> None:
+    def __init__(self, n: int, proc: _Proc | None = None) -> None:
         self._n = n
         self._proc = proc
 
@@ -112,9 +114,9 @@ class Pid:
         return self._n
 
     def __eq__(self, other: object) -> bool:
-        return other.__class__ is Pid and other._n == self._n  # type: ignore[attr-defined]
+        return other.__class__ is Pid and other._n == self._n
 
-    def __lt__(self, other: "Pid") -> bool:
+    def __lt__(self, other: Pid) -> bool:
         if other.__class__ is not Pid:
             return NotImplemented
         return self._n < other._n
@@ -123,7 +125,7 @@ class Pid:
         return (_pid_from_number, (self._n,))
 
     @classmethod
-    def parse(cls, text: "str | Pid") -> "Pid":
+    def parse(cls, text: str | Pid) -> Pid:
         """Turn ``"<0.123.0>"`` (or ``"0.123.0"``) into the Pid it names (dead or alive)."""
         if isinstance(text, Pid):
             return text
@@ -158,7 +160,7 @@ class Ref:
         return self._n
 
     def __eq__(self, other: object) -> bool:
-        return other.__class__ is self.__class__ and other._n == self._n  # type: ignore[attr-defined]
+        return other.__class__ is self.__class__ and other._n == self._n
 
 
 def make_ref() -> Ref:
@@ -202,7 +204,7 @@ class _Proc:
         self.pid = Pid(next(_pid_counter), self)
         self.glet = glet
         self.mailbox: deque = deque()
-        self.waiter: Any = None  # a _ProcWaiter while it waits, a _Wakeup while it hibernates
+        self.waiter: Any = None  # a Waiter while it waits, a _Wakeup while it hibernates
         # Each None, one entry (_OneLink, _OneMonitor), or a set / dict from two entries on.
         self.links: Any = None  # set of _Proc
         self.monitors: Any = None  # Ref -> _Proc: monitors this process holds
@@ -235,6 +237,7 @@ class _ProcGreenlet(greenlet):
     """The greenlet of a spawned process; ``proc`` links it back to its record."""
 
     __slots__ = ("proc",)
+    proc: _Proc  # None once the process has ended (assigned with a type: ignore)
 
 
 _procs: dict[Pid, _Proc] = {}
@@ -273,10 +276,10 @@ def _current() -> _Proc:
         proc = g.proc
         if not proc.alive:
             _dead_call(proc)  # a dead process runs no runtime call: see _dead_call
-        return proc  # type: ignore[no-any-return]
-    proc = _adopted.get(g)
-    if proc is not None and proc.alive:
         return proc
+    adopted = _adopted.get(g)
+    if adopted is not None and adopted.alive:
+        return adopted
     _check_dying(g)
     return _adopt(g)
 
@@ -288,9 +291,9 @@ def _current_or_none() -> _Proc | None:
         if not proc.alive:
             _dead_call(proc)
         return proc
-    proc = _adopted.get(g)
-    if proc is not None and proc.alive:
-        return proc
+    adopted = _adopted.get(g)
+    if adopted is not None and adopted.alive:
+        return adopted
     if g is get_hub():
         return None
     _check_dying(g)
@@ -309,8 +312,7 @@ def _check_dying(g: Any) -> None:
 def _adopt(g: Any) -> _Proc:
     if g is get_hub():
         raise NotAProcessError(
-            "this function needs a calling process; it was called from gevent's hub "
-            "(a timer or I/O callback), which is not one"
+            "this function needs a calling process; it was called from gevent's hub (a timer or I/O callback), which is not one"
         )
     proc = _Proc(g, _describe_greenlet(g), adopted=True)
     _adopted[g] = proc
@@ -434,7 +436,7 @@ def _spawn(
     monitor: bool = False,
     trap_exit: bool = False,
     initial_call: Any = None,
-    link_to: "_Proc | None" = None,
+    link_to: _Proc | None = None,
 ) -> tuple[Pid, Ref | None]:
     # link_to: link the child to that process instead of the caller, from birth. Only a
     # supervisor's own module uses it, to start a child on the supervisor's behalf.
@@ -461,10 +463,6 @@ def _spawn(
             ref = Ref()
             _add_monitor(parent, proc, ref)
     hub.loop.run_callback(g.switch, fn, args, kwargs)
-    global _wake_cb, _wake_waiter, _wake_many
-    if _wake_cb is not None:  # a hand-off must not overtake the new process's start
-        _wake_cb = _wake_waiter = None
-    _wake_many = True
     return proc.pid, ref
 
 
@@ -521,7 +519,7 @@ def _park(proc: _Proc, fn: Callable[..., Any], args: tuple, kwargs: dict, on_exi
         get_hub().loop.run_callback(wakeup.switch, True)
     else:
         proc.mailbox = _NO_MAIL
-        proc.waiter = wakeup  # type: ignore[assignment]
+        proc.waiter = wakeup
 
 
 def _hibernate(fn: Callable[..., Any], args: tuple, on_exit: Any = None) -> Any:
@@ -630,7 +628,7 @@ def _deliver(proc: _Proc, msg: Any) -> None:
     waiter = proc.waiter
     if waiter is not None:
         proc.waiter = None
-        _wake(waiter)
+        get_hub().loop.run_callback(waiter.switch, True)
     tracer = proc.tracer
     if tracer is not None:
         _trace_event(proc, tracer, ("trace", proc.pid, "receive", msg))
@@ -639,7 +637,7 @@ def _deliver(proc: _Proc, msg: Any) -> None:
 def _lookup(dest: Any, fn: str) -> _Proc | None:
     """The live process ``dest`` names (a Pid, a registered name or a ``via`` tuple), or None."""
     if dest.__class__ is Pid:
-        return dest._proc  # type: ignore[no-any-return]
+        return dest._proc
     if isinstance(dest, str):
         return _names.get(dest)
     if dest.__class__ is tuple:
@@ -685,17 +683,16 @@ def _via_lookup(dest: tuple, fn: str) -> _Proc | None:
     return pid._proc if pid.__class__ is Pid else None  # None or 'undefined': not registered
 
 
-def send(dest: "Pid | str", msg: Any) -> None:
+def send(dest: Pid | str, msg: Any) -> None:
     """Queue ``msg`` for ``dest``. Never blocks; a message to a dead pid is dropped.
 
     ``dest`` may be a registered name, which must be registered (as Erlang's ``!``).
     Messages from one process to another arrive in the order they were sent.
     """
-    global _wake_cb, _wake_waiter, _wake_many
     if _unwinding:
         _check_caller()
     if dest.__class__ is Pid:
-        proc = dest._proc  # type: ignore[union-attr]
+        proc = dest._proc
         if proc is None:
             return
     else:
@@ -718,14 +715,7 @@ def send(dest: "Pid | str", msg: Any) -> None:
     waiter = proc.waiter
     if waiter is not None:
         proc.waiter = None
-        cb = get_hub().loop.run_callback(waiter.switch, True)
-        # _wake(waiter), inlined.
-        if _wake_cb is None and not _wake_many:
-            _wake_cb = cb
-            _wake_waiter = waiter
-        else:
-            _wake_cb = _wake_waiter = None
-            _wake_many = True
+        get_hub().loop.run_callback(waiter.switch, True)
     if proc.tracer is not None:
         _trace_event(proc, proc.tracer, ("trace", proc.pid, "receive", msg))
 
@@ -740,76 +730,13 @@ def _check_caller() -> None:
             _dead_call(proc)
 
 
-# Direct hand-off. A process that wakes one other process (a send to a waiting process)
-# and then waits itself switches straight to the one it woke, if that wake-up is still
-# queued in the hub, instead of switching to the hub which would then switch to it: one
-# switch and one hub callback fewer per request/reply hop. A process that woke several
-# (or spawned one) before waiting goes through the hub, so they run in the order they were
-# woken; at most _HANDOFF_LIMIT hand-offs follow one another without a switch to the hub,
-# so processes that keep waking each other cannot starve I/O and timers.
-_wake_cb: Any = None  # the hub callback of the one wake-up scheduled since the last wait
-_wake_waiter: Any = None  # the _ProcWaiter it switches to
-_wake_many = False  # more than one wake-up (or a spawn) since the last wait: no hand-off
-_handoffs = 0  # hand-offs since a waiting process last switched to the hub
-_HANDOFF_LIMIT = 16
-
-
-class _ProcWaiter:
-    """How a waiting process is woken: the hub (a callback or a watcher) calls
-    ``switch(value)``, which resumes the process's greenlet where it blocked (``_block``)."""
-
-    __slots__ = ("greenlet",)
-
-    def __init__(self) -> None:
-        self.greenlet: Any = None
-
-    def switch(self, value: Any = None) -> None:
-        g = self.greenlet
-        if g is not None:
-            g.switch(value)
-
-
-def _wake(waiter: Any) -> None:
-    global _wake_cb, _wake_waiter, _wake_many
-    cb = get_hub().loop.run_callback(waiter.switch, True)
-    if _wake_cb is None and not _wake_many:
-        _wake_cb = cb
-        _wake_waiter = waiter
-    else:
-        _wake_cb = _wake_waiter = None
-        _wake_many = True
-
-
-def _block(waiter: _ProcWaiter) -> Any:
-    """Switch away until ``waiter`` is switched (its value): to the process this greenlet
-    last woke if that wake-up is still queued (the hand-off), else to the hub."""
-    global _wake_cb, _wake_waiter, _wake_many, _handoffs
-    me = waiter.greenlet = getcurrent()
-    try:
-        cb = _wake_cb
-        _wake_many = False
-        if cb is not None:
-            target_waiter = _wake_waiter
-            _wake_cb = _wake_waiter = None
-            if cb.pending and _handoffs < _HANDOFF_LIMIT and target_waiter.__class__ is _ProcWaiter:
-                target = target_waiter.greenlet  # blocked in its own _block
-                if target is not None and target is not me:
-                    cb.stop()
-                    _handoffs += 1
-                    return target.switch(True)  # what the queued callback would have given it
-        _handoffs = 0
-        return get_hub().switch()
-    finally:
-        waiter.greenlet = None
-
-
 def _wait(proc: _Proc, timeout: float | None) -> bool:
     """Block until a message arrives (True) or ``timeout`` seconds pass (False)."""
     if timeout is None:
-        waiter = _ProcWaiter()
+        waiter: Any = Waiter(get_hub())
         proc.waiter = waiter
         try:
-            _block(waiter)
+            waiter.get()
             return True
         finally:
             proc.waiter = None
@@ -831,11 +758,11 @@ def _wait_watcher(proc: _Proc, watcher: Any) -> Any:
     its socket's read watcher (as an Erlang process gets socket data as messages), a
     GenServer on its reusable hibernate_after timer (no timer allocated per wait).
     """
-    waiter = _ProcWaiter()
+    waiter: Any = Waiter(get_hub())
     proc.waiter = waiter
     watcher.start(waiter.switch, WATCHER_FIRED)
     try:
-        return _block(waiter)
+        return waiter.get()
     finally:
         proc.waiter = None
         watcher.stop()
@@ -948,7 +875,7 @@ def _swallowed_at(exc: BaseException | None) -> str:
 
 
 def _caller_outside_runtime() -> str:
-    frame = sys._getframe(1)
+    frame: Any = sys._getframe(1)
     while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _HERE:
         frame = frame.f_back
     if frame is None:
@@ -1139,7 +1066,7 @@ def unlink(pid: Pid) -> None:
         other.links.discard(me)
 
 
-def monitor(pid: "Pid | str") -> Ref:
+def monitor(pid: Pid | str) -> Ref:
     """Watch ``pid``: when it dies the caller gets ``('DOWN', ref, 'process', pid, reason)``.
 
     Monitoring a dead process (or an unregistered name) delivers ``DOWN`` with reason
@@ -1148,7 +1075,7 @@ def monitor(pid: "Pid | str") -> Ref:
     me = _current()
     ref = Ref()
     if pid.__class__ is Pid:
-        target = pid._proc  # type: ignore[union-attr]
+        target = pid._proc
     elif isinstance(pid, str):
         target = _names.get(pid)
     else:
@@ -1306,8 +1233,8 @@ def _terminate(proc: _Proc, reason: Any) -> None:
             # drop the link (the record is freed at once) and tell the owner of resources.
             wakeup = p.waiter
             p.waiter = None
-            if wakeup is not None and wakeup.on_exit is not None:  # type: ignore[attr-defined]
-                get_hub().loop.run_callback(wakeup.on_exit, *wakeup.args, why)  # type: ignore[attr-defined]
+            if wakeup is not None and wakeup.on_exit is not None:
+                get_hub().loop.run_callback(wakeup.on_exit, *wakeup.args, why)
         if p.timers:
             _cancel_timers(p)
         if p.monitors:
@@ -1455,7 +1382,7 @@ def _new_timer(dest: Any, msg: Any, ms: float, wrap: bool, owner: _Proc | None, 
     return tref
 
 
-def send_after(dest: "Pid | str", msg: Any, ms: float) -> TimerRef:
+def send_after(dest: Pid | str, msg: Any, ms: float) -> TimerRef:
     """Send ``msg`` to ``dest`` after ``ms`` milliseconds (Erlang's ``erlang:send_after/3``).
 
     A timer to a pid is cancelled when that process dies (or at once if it is dead). A
@@ -1463,16 +1390,16 @@ def send_after(dest: "Pid | str", msg: Any, ms: float) -> TimerRef:
     then drops the message.
     """
     _check_timer_args("send_after", dest, ms)
-    return _new_timer(dest, msg, ms, False, dest._proc if dest.__class__ is Pid else None, False)  # type: ignore[union-attr]
+    return _new_timer(dest, msg, ms, False, dest._proc if dest.__class__ is Pid else None, False)
 
 
-def start_timer(dest: "Pid | str", msg: Any, ms: float) -> TimerRef:
+def start_timer(dest: Pid | str, msg: Any, ms: float) -> TimerRef:
     """As :func:`send_after`, but the message is ``('timeout', tref, msg)`` (``erlang:start_timer/3``)."""
     _check_timer_args("start_timer", dest, ms)
-    return _new_timer(dest, msg, ms, True, dest._proc if dest.__class__ is Pid else None, False)  # type: ignore[union-attr]
+    return _new_timer(dest, msg, ms, True, dest._proc if dest.__class__ is Pid else None, False)
 
 
-def send_interval(dest: "Pid | str", msg: Any, ms: float) -> TimerRef:
+def send_interval(dest: Pid | str, msg: Any, ms: float) -> TimerRef:
     """Send ``msg`` to ``dest`` every ``ms`` milliseconds until cancelled (``timer:send_interval/3``).
 
     As OTP's, the interval is tied to the destination process: it stops when that process
@@ -1482,7 +1409,7 @@ def send_interval(dest: "Pid | str", msg: Any, ms: float) -> TimerRef:
     with :func:`cancel_timer`.
     """
     _check_timer_args("send_interval", dest, ms, interval=True)
-    owner = dest._proc if dest.__class__ is Pid else _names.get(dest)  # type: ignore[union-attr,arg-type]
+    owner = dest._proc if dest.__class__ is Pid else _names.get(dest)  # type: ignore[arg-type]
     if owner is None:
         return TimerRef(0.0, ms / 1000.0, False)  # cancelled from the start
     return _new_timer(dest, msg, ms, False, owner, True)

@@ -123,7 +123,9 @@ def push(socket: Any, event: str, payload: Any) -> None:
     _assert_joined(socket, "push")
     if event.__class__ is not str:
         raise TypeError(f"push: event must be a str, got {type(event).__name__}")
-    frame = socket.serializer.encode(Message(topic=socket.topic, event=event, payload=payload, ref=None, join_ref=socket.join_ref))
+    frame = socket.serializer.encode(
+        Message(topic=socket.topic, event=event, payload=payload, ref=None, join_ref=socket.join_ref)
+    )
     _transport.push(socket.transport_pid, ("socket_push", frame[0], frame[1]))
 
 
@@ -159,10 +161,10 @@ def _broadcast(pubsub_server: str, from_pid: Pid | None, topic: str, event: str,
 
     message = Broadcast(topic=topic, event=event, payload=payload)
     if from_pid is None:
-        fn = pubsub.broadcast_or_raise if raising else pubsub.broadcast
-        return fn(pubsub_server, topic, message, dispatch)
-    fn = pubsub.broadcast_from_or_raise if raising else pubsub.broadcast_from
-    return fn(pubsub_server, from_pid, topic, message, dispatch)
+        to_all = pubsub.broadcast_or_raise if raising else pubsub.broadcast
+        return to_all(pubsub_server, topic, message, dispatch)
+    to_others = pubsub.broadcast_from_or_raise if raising else pubsub.broadcast_from
+    return to_others(pubsub_server, from_pid, topic, message, dispatch)
 
 
 def socket_ref(socket: Any) -> tuple:
@@ -361,6 +363,7 @@ class ChannelServer(GenServer):
         actors.set_label(("channel", socket.topic))
         start = time.monotonic_ns()
         result = self.channel.join(socket.topic, payload, socket)
+        reply_msg: tuple[str, Any]
         if result.__class__ is tuple and len(result) == 2 and result[0] == "ok":
             reply_msg, state = ("ok", {}), self._after_join(result[1])
         elif result.__class__ is tuple and len(result) == 3 and result[0] == "ok":
@@ -420,7 +423,9 @@ class ChannelServer(GenServer):
 
     def _send_reply(self, socket: Any, result: Any, callback: str) -> None:
         status, payload = _reply_parts(result, lambda: f"{type(self.channel).__qualname__}.{callback} reply")
-        frame = socket.serializer.encode(Reply(topic=socket.topic, status=status, payload=payload, ref=socket.ref, join_ref=socket.join_ref))
+        frame = socket.serializer.encode(
+            Reply(topic=socket.topic, status=status, payload=payload, ref=socket.ref, join_ref=socket.join_ref)
+        )
         _transport.push(socket.transport_pid, ("socket_push", frame[0], frame[1]))
 
     def _result(self, result: Any, callback: str) -> Any:

@@ -2,7 +2,9 @@
 
 Two ways to run one. A stream transport (the WebSocket) calls :func:`serve_stream` in
 the connection's own greenlet, which becomes the process and reads frames from its socket
-between mailbox messages. A message-fed transport (the in-memory one tests use) spawns
+between mailbox messages, or :func:`spawn_stream`, which hands that process to a greenlet
+of its own (the server's greenlet may end) so that it can hibernate when idle. A
+message-fed transport (the in-memory one tests use) spawns
 :func:`serve` and feeds it frames as messages: ``(FRAME, opcode, data)`` for a frame from
 the client, ``(REMOTE_CLOSED, code)`` when the client went away and ``(IDLE_TIMEOUT,)``
 when it was silent too long. Either way ``io.send(opcode, data)`` writes a frame (raising
@@ -24,7 +26,7 @@ import logging
 from time import monotonic
 from typing import Any, Protocol
 
-from gevent import GreenletExit, get_hub
+from gevent import GreenletExit, get_hub, spawn_raw
 
 import actors
 from actors import _runtime as _rt
@@ -77,7 +79,7 @@ HIBERNATE_AFTER = 15.0
 # socket takes it without waiting, instead of waking the transport to write it.
 _idle_transports: dict[Any, Any] = {}
 # Every stream transport's OutboundQueue, by process record.
-_outbound: dict[Any, "OutboundQueue"] = {}
+_outbound: dict[Any, OutboundQueue] = {}
 
 
 def push(transport_pid: Any, msg: tuple) -> None:
@@ -115,7 +117,7 @@ def push(transport_pid: Any, msg: tuple) -> None:
     actors.send(transport_pid, msg)
 
 
-def outbound_statistics(pid: Any) -> dict[str, int] | None:
+def outbound_statistics(pid: Any) -> dict[str, int | None] | None:
     """The outbound queue of a stream transport (:meth:`OutboundQueue.statistics`), read
     without asking the process (which may be blocked writing to a client that stopped
     reading); None for any other process."""
@@ -124,7 +126,7 @@ def outbound_statistics(pid: Any) -> dict[str, int] | None:
     return queue.statistics() if queue is not None else None
 
 
-def outbound_queues() -> list["OutboundQueue"]:
+def outbound_queues() -> list[OutboundQueue]:
     """The :class:`OutboundQueue` of every live stream transport (one per WebSocket): a
     snapshot for operator tools, which read the counters without asking any process."""
     return list(_outbound.values())
@@ -173,9 +175,15 @@ class OutboundQueue:
         self.overflowed = False
         self._scan = 0  # leading mailbox entries drop_oldest already looked at
 
-    def statistics(self) -> dict[str, int]:
+    def statistics(self) -> dict[str, int | None]:
         """Queued bytes and frames now, the most bytes ever queued, frames dropped."""
-        return {"bytes": self.bytes, "frames": self.frames, "high_water": self.high_water, "dropped": self.dropped, "max_bytes": self.max_bytes}
+        return {
+            "bytes": self.bytes,
+            "frames": self.frames,
+            "high_water": self.high_water,
+            "dropped": self.dropped,
+            "max_bytes": self.max_bytes,
+        }
 
     def add(self, size: int) -> None:
         self.bytes += size
@@ -239,6 +247,7 @@ class OutboundQueue:
 class ConnectionLost(Exception):
     """io.send could not write: the client is gone or stopped reading (write timeout)."""
 
+
 NORMAL_CLOSURE = 1000
 INTERNAL_ERROR = 1011
 SERVICE_RESTART = 1012
@@ -248,6 +257,8 @@ class TransportIO(Protocol):
     """What serve() needs from a connection."""
 
     def send(self, opcode: str, data: Any) -> None: ...
+
+    def write_rest(self, rest: Any) -> None: ...
 
     def close(self, code: int, reason: str = "") -> None: ...
 
@@ -308,7 +319,9 @@ def serve_stream(
         raise
     except Exception as e:  # noqa: BLE001 - a crash: logged once, as for any process
         if proc.alive:
-            log.error("Process %s (transport.serve) crashed: %r", proc.pid, e, exc_info=e, extra={"pid": str(proc.pid), "reason": e})
+            log.error(
+                "Process %s (transport.serve) crashed: %r", proc.pid, e, exc_info=e, extra={"pid": str(proc.pid), "reason": e}
+            )
         _rt._release_current(e)
     finally:
         del _outbound[proc]
@@ -319,7 +332,16 @@ class _Stream:
 
     __slots__ = ("conn", "io", "proc", "stream", "idle_timeout", "queue", "hibernate_after", "timer", "idle_check")
 
-    def __init__(self, conn: Any, io: Any, proc: Any, stream: Any, idle_timeout: float, queue: OutboundQueue, hibernate_after: float | None) -> None:
+    def __init__(
+        self,
+        conn: Any,
+        io: Any,
+        proc: Any,
+        stream: Any,
+        idle_timeout: float,
+        queue: OutboundQueue,
+        hibernate_after: float | None,
+    ) -> None:
         self.conn = conn
         self.io = io
         self.proc = proc
@@ -371,7 +393,8 @@ def _stream_main(state: _Stream) -> None:
         reason = "killed"
     except Exception as e:  # noqa: BLE001 - a crash: logged once, as for any process
         if proc.alive:
-            log.error("Process %s (transport.serve) crashed: %r", proc.pid, e, exc_info=e, extra={"pid": str(proc.pid), "reason": e})
+            extra = {"pid": str(proc.pid), "reason": e}
+            log.error("Process %s (transport.serve) crashed: %r", proc.pid, e, exc_info=e, extra=extra)
         reason = e
     # Exit first (channels see the DOWN now), then finish the TCP close as a dead process.
     _rt._terminate(proc, reason)
@@ -397,13 +420,7 @@ def _hibernated_exit(state: _Stream, reason: Any) -> None:
         state.io.close(close_code(reason))
         _stream_ended(state)
 
-    get_hub().loop.run_callback(_spawn_plain, close)
-
-
-def _spawn_plain(fn: Any) -> None:
-    import gevent
-
-    gevent.spawn(fn)
+    spawn_raw(close)
 
 
 def _input_wakes(state: _Stream) -> None:

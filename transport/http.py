@@ -82,8 +82,9 @@ from __future__ import annotations
 import http.client as http_client
 import logging
 import signal
+from collections.abc import Callable
 from time import monotonic
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import gevent
@@ -351,7 +352,9 @@ def _connect_info(environ: dict, keys: list, endpoint: Any) -> dict[str, Any]:
             info["user_agent"] = environ.get("HTTP_USER_AGENT")
         elif key == "trace_context_headers":
             info["trace_context_headers"] = [
-                (name, environ[f"HTTP_{name.upper()}"]) for name in ("traceparent", "tracestate") if f"HTTP_{name.upper()}" in environ
+                (name, environ[f"HTTP_{name.upper()}"])
+                for name in ("traceparent", "tracestate")
+                if f"HTTP_{name.upper()}" in environ
             ]
     return info
 
@@ -469,7 +472,7 @@ class PhoenixHandler(WebSocketHandler):
     def run_application(self) -> Any:
         app = self.application
         apply_forwarded(self.environ, getattr(self.server, "trusted_proxies", ()))
-        getpeercert = getattr(self.socket, "getpeercert", None)
+        getpeercert = getattr(self.socket, "getpeercert", None)  # type: ignore[has-type]
         if getpeercert is not None:
             self.environ["greenphx.peer_cert"] = getpeercert(binary_form=True)
         # The handshake is judged before any user code runs: a request that is no upgrade
@@ -490,6 +493,7 @@ class PhoenixHandler(WebSocketHandler):
             self.environ["greenphx.refusal"] = decision[1:]
             return WSGIHandler.run_application(self)
         _accept, _mount, connection = decision
+        self.ws_verdict = verdict  # judged above: upgrade_websocket need not judge it again
         self.ws_max_message_size = _mount.options["max_frame_size"]
         self.ws_write_timeout = _mount.options["write_timeout"] / 1000.0
         self.result = self.upgrade_websocket()
@@ -510,7 +514,7 @@ class PhoenixHandler(WebSocketHandler):
             if run_websocket(ws, _mount, connection, peer, path):
                 # The transport process owns the socket now: pywsgi must neither read
                 # from it nor close it when this greenlet ends.
-                self.server.hand_off(self.socket)
+                self.server.hand_off(self.socket)  # type: ignore[has-type]
                 self.socket = None
                 self.close_connection = True
         finally:
@@ -536,7 +540,9 @@ class PhoenixHandler(WebSocketHandler):
                 raise
             self.close_connection = True
             if self._head_state == "headers":
-                _client_errors.log("request_timeout", "request head from %s not complete within %.0f s: 408", self.client_address, seconds)
+                _client_errors.log(
+                    "request_timeout", "request head from %s not complete within %.0f s: 408", self.client_address, seconds
+                )
                 return ("408", _REQUEST_TIMEOUT_RESPONSE)
             return None  # nothing (or only a partial request line) came: just close, as Cowboy
         finally:
@@ -746,6 +752,13 @@ class _QuietLog:
     def write(self, line: str) -> None:
         log.debug(line.rstrip())
 
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        """Nothing buffered here (gevent's log stream protocol)."""
+
 
 class _Server(WSGIServer):
     """pywsgi's server, with failed TLS handshakes (a plain HTTP client on the TLS port, a
@@ -753,6 +766,9 @@ class _Server(WSGIServer):
     instead of a traceback from the greenlet."""
 
     _handed_off: set | None = None
+
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_MS
+    trusted_proxies: tuple = ()
 
     def hand_off(self, sock: Any) -> None:
         """``sock`` outlives its handler (an upgraded connection's transport owns it): the
@@ -770,7 +786,7 @@ class _Server(WSGIServer):
 
     def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> Any:
         try:
-            ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
+            ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)  # type: ignore[misc, arg-type]
         except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
             _client_errors.log("tls_handshake", "TLS handshake with %s failed: %s", address, e)
             client_socket.close()
@@ -893,4 +909,3 @@ def with_server(children: list, endpoint: Any, server_opts: dict) -> list:
             return out
     out.append(spec)
     return out
-

@@ -117,7 +117,8 @@ def server(monkeypatch):
             ("/idle", SleepySocket, {"websocket": {"hibernate_after": HIBERNATE_MS, "timeout": 300}, "drainer": False}),
         ],
     )
-    app = Application([PubSub.child_spec(name=endpoint.pubsub_server), *endpoint.child_specs(server={"host": "127.0.0.1", "port": 0})])
+    server_opts = {"host": "127.0.0.1", "port": 0}
+    app = Application([PubSub.child_spec(name=endpoint.pubsub_server), *endpoint.child_specs(server=server_opts)])
     app.start()
     actors.self()
     baseline = set(actors.processes())

@@ -432,7 +432,7 @@ def sockets(
         infos = all_infos()
     found = [(i["pid"], i) for i in infos if is_socket_label(i["label"])]
     if limit is not None and peer is None:
-        found.sort(key=lambda f: -(outbound_statistics(f[0]) or {}).get("bytes", 0))
+        found.sort(key=lambda f: -((outbound_statistics(f[0]) or {}).get("bytes") or 0))
         found = found[:limit]
     states = gather_states([pid for pid, _ in found], timeout)
     rows = []

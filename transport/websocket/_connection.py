@@ -11,6 +11,7 @@ import socket as _stdsocket
 import ssl as _ssl
 import struct
 from time import monotonic
+from typing import Any
 
 import gevent
 from gevent import Timeout
@@ -44,7 +45,7 @@ class _Marker:
     def __repr__(self) -> str:
         return self._name
 
-    def __reduce__(self):
+    def __reduce__(self) -> str:
         return self._name
 
 
@@ -71,7 +72,7 @@ LINGER_BYTES = 4 * 1024 * 1024
 _LINGER_ABORT = struct.pack("ii", 1, 0)
 
 
-def _data_frame(opcode: str, data) -> bytes:
+def _data_frame(opcode: str, data: Any) -> bytes:
     """A complete, unmasked, unfragmented text or binary frame."""
     if opcode == "text":
         payload = data.encode("utf-8") if data.__class__ is str else data
@@ -119,9 +120,9 @@ class WebSocket(_gws.WebSocket):
 
     def __init__(
         self,
-        environ,
-        stream,
-        handler,
+        environ: dict,
+        stream: Any,
+        handler: Any,
         *,
         max_message_size: int | None = None,
         write_timeout: float | None = 10.0,
@@ -159,7 +160,7 @@ class WebSocket(_gws.WebSocket):
         self._ended = False  # the TCP connection is closed
         self._ended_event = Event()
         self._reading = False
-        self._close_timer = None
+        self._close_timer: Any = None
         self._unyielded = 0
         self._fed_unyielded = 0
         # Bytes the HTTP parser read past the request head belong to the WebSocket; after
@@ -172,7 +173,7 @@ class WebSocket(_gws.WebSocket):
         # send_frame_nowait wrote part of a frame; write_rest must write the rest next.
         self._partial = False
 
-    def __del__(self):
+    def __del__(self) -> None:
         # gevent-websocket's __del__ sends a close frame, possibly from the hub; the socket's
         # own finalizer is enough.
         pass
@@ -195,7 +196,7 @@ class WebSocket(_gws.WebSocket):
     def frames_in(self) -> int:
         return self._reader.frames
 
-    def read_message(self, timeout: float | None = None):
+    def read_message(self, timeout: float | None = None) -> Any:
         """The next message: ``('text', str)`` or ``('binary', bytes)``.
 
         Returns None once the connection has ended (see ``close_code``), and :data:`TIMEOUT`
@@ -205,7 +206,7 @@ class WebSocket(_gws.WebSocket):
         """
         return self._read_alone(timeout, False)
 
-    def read_nowait(self):
+    def read_nowait(self) -> Any:
         """:meth:`read_message` without waiting for the network: the next message if the
         bytes already received hold one, None once the connection has ended, else
         :data:`WOULD_BLOCK` (wait for :attr:`read_event` and call again).
@@ -216,7 +217,7 @@ class WebSocket(_gws.WebSocket):
         """
         return self._read_alone(None, True)
 
-    def _read_alone(self, timeout, nowait: bool):
+    def _read_alone(self, timeout: float | None, nowait: bool) -> Any:
         if self._ended:
             return None
         if self._reading:
@@ -228,7 +229,7 @@ class WebSocket(_gws.WebSocket):
             self._reading = False
 
     @property
-    def read_event(self):
+    def read_event(self) -> Any:
         """The socket's gevent read watcher: readable input, EOF, or the socket closed."""
         return self._socket._read_event
 
@@ -236,12 +237,12 @@ class WebSocket(_gws.WebSocket):
         """Tell :meth:`read_nowait` that :attr:`read_event` fired: the socket has input."""
         self._input_pending = True
 
-    def receive(self):
+    def receive(self) -> Any:
         """gevent-websocket's API: the next message's data, or None once closed."""
         message = self.read_message()
         return None if message is None else message[1]
 
-    def send_frame(self, opcode: str, data) -> None:
+    def send_frame(self, opcode: str, data: Any) -> None:
         """Send one message as one frame: ``('text', str)`` or ``('binary', bytes)``.
 
         Text may also be given as bytes already encoded in UTF-8 (sent unchecked).
@@ -252,7 +253,7 @@ class WebSocket(_gws.WebSocket):
         """
         self._write(_data_frame(opcode, data))
 
-    def send_frame_nowait(self, opcode: str, data):
+    def send_frame_nowait(self, opcode: str, data: Any) -> Any:
         """Write one message frame only if the socket takes it without waiting.
 
         Returns True when the whole frame went out; False when nothing was written (the
@@ -277,7 +278,7 @@ class WebSocket(_gws.WebSocket):
         self._partial = True
         return memoryview(frame)[sent:]
 
-    def write_rest(self, rest) -> None:
+    def write_rest(self, rest: Any) -> None:
         """Write what :meth:`send_frame_nowait` left of a frame (waiting, with the write timeout)."""
         with self._send_lock:
             self._partial = False
@@ -285,7 +286,7 @@ class WebSocket(_gws.WebSocket):
                 raise ConnectionClosed("the WebSocket is closed" if self._ended else "the WebSocket is closing")
             self._write_blocking(rest)
 
-    def try_send_frame(self, opcode: str, data) -> bool:
+    def try_send_frame(self, opcode: str, data: Any) -> bool:
         """:meth:`send_frame` that returns False instead of raising a :class:`WebSocketError`."""
         try:
             self.send_frame(opcode, data)
@@ -293,7 +294,7 @@ class WebSocket(_gws.WebSocket):
             return False
         return True
 
-    def send(self, message, binary=None) -> None:
+    def send(self, message: Any, binary: bool | None = None) -> None:
         """gevent-websocket's API: a str goes as text, anything else as binary."""
         if binary is None:
             binary = not isinstance(message, str)
@@ -343,7 +344,7 @@ class WebSocket(_gws.WebSocket):
 
     # -- reading ----------------------------------------------------------------------
 
-    def _read(self, timeout, nowait: bool = False):
+    def _read(self, timeout: float | None, nowait: bool = False) -> Any:
         reader = self._reader
         deadline = None if timeout is None else monotonic() + timeout
         while True:
@@ -418,7 +419,7 @@ class WebSocket(_gws.WebSocket):
         except (OSError, ValueError):
             return b""
 
-    def _recv_nowait(self):
+    def _recv_nowait(self) -> Any:
         """Bytes the socket has now (b'' at EOF or on a socket error), or WOULD_BLOCK."""
         if self._rfile_unread:
             data = self._take_rfile_buffer()
@@ -444,7 +445,7 @@ class WebSocket(_gws.WebSocket):
         self.input_at = monotonic()
         return data
 
-    def _recv_tls_nowait(self):
+    def _recv_tls_nowait(self) -> Any:
         sock = self._socket
         try:
             data = sock._sslobj.read(READ_SIZE)
@@ -461,7 +462,7 @@ class WebSocket(_gws.WebSocket):
         self.input_at = monotonic()
         return data
 
-    def _recv(self, deadline):
+    def _recv(self, deadline: float | None) -> Any:
         """Bytes from the socket (b'' at EOF or on a socket error), or TIMEOUT."""
         if self._rfile_unread:
             data = self._take_rfile_buffer()
@@ -569,7 +570,7 @@ class WebSocket(_gws.WebSocket):
 
     # -- writing ----------------------------------------------------------------------
 
-    def _write(self, frame, closing: bool = False) -> None:
+    def _write(self, frame: Any, closing: bool = False) -> None:
         with self._send_lock:
             if self._close_sent:
                 raise ConnectionClosed("the WebSocket is closed" if self._ended else "the WebSocket is closing")
@@ -595,7 +596,7 @@ class WebSocket(_gws.WebSocket):
             self.bytes_out += len(frame)
             self.frames_out += 1
 
-    def _write_blocking(self, rest) -> None:
+    def _write_blocking(self, rest: Any) -> None:
         """Write the rest of a frame, waiting at most ``write_timeout`` (lock held)."""
         seconds = self.write_timeout
         timer = None

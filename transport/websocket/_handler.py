@@ -51,7 +51,8 @@ class WebSocketHandler(_gwsh.WebSocketHandler):
         set); None after a successful upgrade, with ``self.websocket`` set and the 101 started.
         """
         environ = self.environ
-        verdict = check_request(environ, self.request_version, self.SUPPORTED_VERSIONS)
+        # A subclass that judged this very request already hands its verdict over (once).
+        verdict = self.__dict__.pop("ws_verdict", None) or check_request(environ, self.request_version, self.SUPPORTED_VERSIONS)
         if verdict is None:
             return None
         if isinstance(verdict, Refusal):
