@@ -170,7 +170,13 @@ def broadcast_once(port: int) -> float:
     """Join the topic and ask the server to broadcast seq 0 stamped with the shared clock."""
     from websockets.sync.client import connect
 
-    with connect(f"ws://127.0.0.1:{port}/socket/websocket?vsn=2.0.0", open_timeout=30) as ws:
+    # Its own source address: the generators' connections hold every ephemeral port of theirs,
+    # and the kernel may find none left to give 127.0.0.1.
+    sock = socket.socket()
+    sock.bind(("127.0.0.254", 0))
+    sock.settimeout(30)
+    sock.connect(("127.0.0.1", port))
+    with connect(f"ws://127.0.0.1:{port}/socket/websocket?vsn=2.0.0", sock=sock, open_timeout=30) as ws:
         ws.send(json.dumps(["1", "1", TOPIC, "phx_join", {}]))
         json.loads(ws.recv(timeout=30))
         sent = time.monotonic()
