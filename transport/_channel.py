@@ -135,28 +135,29 @@ def broadcast(socket: Any, event: str, payload: Any) -> Any:
     Returns ``'ok'`` or ``('error', reason)``; :func:`broadcast_or_raise` raises instead.
     """
     _assert_joined(socket, "broadcast")
-    return _broadcast(socket.pubsub_server, None, socket.topic, event, payload, raising=False)
+    return broadcast_message(socket.pubsub_server, None, socket.topic, event, payload, raising=False)
 
 
 def broadcast_or_raise(socket: Any, event: str, payload: Any) -> None:
     """As :func:`broadcast` (Phoenix's ``broadcast!``), raising ``BroadcastError`` on failure."""
     _assert_joined(socket, "broadcast")
-    _broadcast(socket.pubsub_server, None, socket.topic, event, payload, raising=True)
+    broadcast_message(socket.pubsub_server, None, socket.topic, event, payload, raising=True)
 
 
 def broadcast_from(socket: Any, event: str, payload: Any) -> Any:
     """Broadcast to every subscriber of the topic except this channel's client."""
     _assert_joined(socket, "broadcast_from")
-    return _broadcast(socket.pubsub_server, socket.channel_pid, socket.topic, event, payload, raising=False)
+    return broadcast_message(socket.pubsub_server, socket.channel_pid, socket.topic, event, payload, raising=False)
 
 
 def broadcast_from_or_raise(socket: Any, event: str, payload: Any) -> None:
     """As :func:`broadcast_from` (Phoenix's ``broadcast_from!``), raising on failure."""
     _assert_joined(socket, "broadcast_from")
-    _broadcast(socket.pubsub_server, socket.channel_pid, socket.topic, event, payload, raising=True)
+    broadcast_message(socket.pubsub_server, socket.channel_pid, socket.topic, event, payload, raising=True)
 
 
-def _broadcast(pubsub_server: str, from_pid: Pid | None, topic: str, event: str, payload: Any, *, raising: bool) -> Any:
+def broadcast_message(pubsub_server: str, from_pid: Pid | None, topic: str, event: str, payload: Any, *, raising: bool) -> Any:
+    """Broadcast a channel event on ``topic`` through ``pubsub_server``; shared by channels and the endpoint."""
     from . import pubsub
 
     message = Broadcast(topic=topic, event=event, payload=payload)

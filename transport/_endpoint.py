@@ -135,26 +135,50 @@ class Endpoint:
 
         pubsub.unsubscribe(self._pubsub(), topic)
 
-    def broadcast(self, topic: str, event: str, payload: Any) -> None:
-        """Broadcast ``event`` to every channel (and subscriber) of ``topic``."""
+    def broadcast(self, topic: str, event: str, payload: Any) -> Any:
+        """Broadcast ``event`` to every channel (and subscriber) of ``topic`` on every node.
+
+        Returns ``'ok'``, or the adapter's ``('error', reason)`` when other nodes may have
+        missed it (this node's subscribers have it either way);
+        :meth:`broadcast_or_raise` raises instead.
+        """
+        from ._channel import broadcast_message
+
+        return broadcast_message(self._pubsub(), None, topic, event, payload, raising=False)
+
+    def broadcast_or_raise(self, topic: str, event: str, payload: Any) -> None:
+        """As :meth:`broadcast` (Phoenix's ``broadcast!``), raising ``BroadcastError`` on failure."""
+        from ._channel import broadcast_message
+
+        broadcast_message(self._pubsub(), None, topic, event, payload, raising=True)
+
+    def broadcast_from(self, from_pid: Pid, topic: str, event: str, payload: Any) -> Any:
+        """As :meth:`broadcast`, skipping the subscriber ``from_pid`` on this node."""
+        from ._channel import broadcast_message
+
+        return broadcast_message(self._pubsub(), from_pid, topic, event, payload, raising=False)
+
+    def broadcast_from_or_raise(self, from_pid: Pid, topic: str, event: str, payload: Any) -> None:
+        """As :meth:`broadcast_from` (Phoenix's ``broadcast_from!``), raising on failure."""
+        from ._channel import broadcast_message
+
+        broadcast_message(self._pubsub(), from_pid, topic, event, payload, raising=True)
+
+    def local_broadcast(self, topic: str, event: str, payload: Any) -> str:
+        """Broadcast on this node only. Always ``'ok'``."""
         from . import pubsub
         from ._channel import dispatch
 
-        pubsub.broadcast(self._pubsub(), topic, Broadcast(topic=topic, event=event, payload=payload), dispatch)
+        return pubsub.local_broadcast(self._pubsub(), topic, Broadcast(topic=topic, event=event, payload=payload), dispatch)
 
-    def broadcast_from(self, from_pid: Pid, topic: str, event: str, payload: Any) -> None:
-        """Broadcast to every subscriber of ``topic`` except ``from_pid``."""
+    def local_broadcast_from(self, from_pid: Pid, topic: str, event: str, payload: Any) -> str:
+        """Broadcast on this node only, skipping ``from_pid``. Always ``'ok'``."""
         from . import pubsub
         from ._channel import dispatch
 
-        pubsub.broadcast_from(self._pubsub(), from_pid, topic, Broadcast(topic=topic, event=event, payload=payload), dispatch)
-
-    def local_broadcast(self, topic: str, event: str, payload: Any) -> None:
-        """Broadcast on this node only."""
-        from . import pubsub
-        from ._channel import dispatch
-
-        pubsub.local_broadcast(self._pubsub(), topic, Broadcast(topic=topic, event=event, payload=payload), dispatch)
+        return pubsub.local_broadcast_from(
+            self._pubsub(), from_pid, topic, Broadcast(topic=topic, event=event, payload=payload), dispatch
+        )
 
     def _pubsub(self) -> str:
         if self.pubsub_server is None:

@@ -11,8 +11,8 @@ from channel_app import LimitedSocket, TwoArgSocket, UserSocket
 
 import actors
 from supervision import Application
-from transport import Broadcast, Endpoint, telemetry
-from transport.pubsub import PubSub
+from transport import Broadcast, Endpoint, pubsub, telemetry
+from transport.pubsub import BroadcastError, LocalAdapter, PubSub
 from transport.serializers import V2JSONSerializer
 from transport.testing import ConnectRefused, SocketClient
 
@@ -293,6 +293,52 @@ def test_a_broadcast_is_encoded_once_per_serializer(endpoint, monkeypatch):
     for c in clients:
         assert c.frame()[2:] == ("room:fan", "tick", {"n": 1})
     assert calls == ["tick"]
+
+
+class _PartitionedAdapter(LocalAdapter):
+    """The local adapter, cut off from every other node: what a Redis outage looks like."""
+
+    @staticmethod
+    def broadcast(adapter_name, topic, message, dispatcher):
+        return ("error", "partitioned")
+
+
+def test_endpoint_broadcasts_report_the_adapter_result_like_phoenix():
+    # Phoenix's Endpoint.broadcast returns :ok | {:error, term} and broadcast! raises;
+    # either way this node's subscribers already have the message.
+    ep = Endpoint("Test.Endpoint.Partitioned", pubsub_server="Test.PubSub.Partitioned", sockets=[("/socket", UserSocket)])
+    app = Application([PubSub.child_spec(name="Test.PubSub.Partitioned", adapter=_PartitionedAdapter), *ep.child_specs()])
+    app.start()
+    try:
+        a, b = Client(ep, "2.0.0"), Client(ep, "2.0.0")
+        for c in (a, b):
+            c.join("room:lobby")
+            c.frame()
+        assert ep.broadcast("room:lobby", "e1", {}) == ("error", "partitioned")
+        with pytest.raises(BroadcastError) as info:
+            ep.broadcast_or_raise("room:lobby", "e2", {})
+        assert info.value.reason == "partitioned"
+        assert [a.frame()[3], a.frame()[3]] == ["e1", "e2"]
+        assert [b.frame()[3], b.frame()[3]] == ["e1", "e2"]
+        assert ep.local_broadcast("room:lobby", "e3", {}) == "ok"
+        assert a.frame()[3] == b.frame()[3] == "e3"
+    finally:
+        app.stop()
+
+
+def test_endpoint_broadcast_from_skips_that_subscriber(endpoint):
+    pubsub.subscribe(endpoint.pubsub_server, "room:side")
+    c = Client(endpoint, "2.0.0")
+    c.join("room:side")
+    c.frame()
+    me = actors.self()
+    assert endpoint.broadcast_from(me, "room:side", "from", {"n": 1}) == "ok"
+    assert endpoint.broadcast_from_or_raise(me, "room:side", "from!", {"n": 2}) is None
+    assert endpoint.local_broadcast_from(me, "room:side", "local_from", {"n": 3}) == "ok"
+    assert [c.frame()[3] for _ in range(3)] == ["from", "from!", "local_from"]
+    assert endpoint.broadcast("room:side", "all", {"n": 4}) == "ok"
+    assert actors.receive(timeout=1.0) == Broadcast(topic="room:side", event="all", payload={"n": 4})
+    assert c.frame()[3] == "all"
 
 
 # -- stopping and crashing ----------------------------------------------------------------
