@@ -29,9 +29,9 @@ must answer with ``actors.reply(from_, ('ok' | 'error', reply_payload))``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from dataclasses import replace
 from typing import Any
 
 import actors
@@ -237,18 +237,15 @@ def dispatch(entries: Any, from_pid: Pid | None, message: Any) -> None:
 
 
 def join(socket: Any, channel: Any, message: Message, opts: dict) -> tuple:
-    """Start a channel process and join it: ('ok', reply, pid) or ('error', reply)."""
+    """Start a channel process and join it: ('ok', reply, pid, monitor_ref) or ('error', reply).
+
+    The caller keeps the monitor the join was made under (Phoenix's transport demonitors
+    and monitors again; one monitor throughout is the same to everyone else).
+    """
     import supervision
 
-    assigns = {**socket.assigns, **opts.get("assigns", {})}
-    chan_socket = replace(
-        socket,
-        topic=message.topic,
-        channel=channel,
-        join_ref=message.join_ref if message.join_ref is not None else message.ref,
-        assigns=assigns,
-        private=dict(socket.private),
-    )
+    extra = opts.get("assigns")
+    chan_socket = _channel_socket(socket, message, channel, {**socket.assigns, **extra} if extra else dict(socket.assigns))
     me = actors.self()
     tag = actors.make_ref()
     from_ = (me, tag)
@@ -265,10 +262,10 @@ def join(socket: Any, channel: Any, message: Message, opts: dict) -> tuple:
     mref = actors.monitor(pid)
     answer = actors.receive(lambda m: m.__class__ is tuple and len(m) >= 2 and (m[0] is tag or (m[1] is mref and m[0] == "DOWN")))
     if answer[0] is tag:
-        actors.demonitor(mref, flush=True)
         result = answer[1]
         if result.__class__ is tuple and len(result) == 2 and result[0] == "ok":
-            return ("ok", result[1], pid)
+            return ("ok", result[1], pid, mref)
+        actors.demonitor(mref, flush=True)
         if result.__class__ is tuple and len(result) == 2 and result[0] == "error":
             return ("error", result[1])
         log.error("channel %r answered its join with %r; expected ('ok', reply) or ('error', reply)", channel, result)
@@ -278,12 +275,38 @@ def join(socket: Any, channel: Any, message: Message, opts: dict) -> tuple:
     return ("error", {"reason": "join crashed"})
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _channel_socket(socket: Any, message: Message, channel: Any, assigns: dict) -> Any:
+    """The channel's own copy of the transport's socket (a slotted dataclass copied field
+    by field: ``dataclasses.replace`` costs several times as much per join)."""
+    cls = socket.__class__
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    copy = object.__new__(cls)
+    for name in names:
+        setattr(copy, name, getattr(socket, name))
+    copy.topic = message.topic
+    copy.channel = channel
+    copy.join_ref = message.join_ref if message.join_ref is not None else message.ref
+    copy.assigns = assigns
+    copy.private = dict(socket.private)
+    return copy
+
+
 def _channel_main(channel_cls: type[Channel], from_: tuple) -> None:
     """The body of a channel process started under the pool (Channel.Server's init)."""
     me = rt._current()
     parent = next(iter(me.links)).pid if me.links else me.pid
     server = ChannelServer(channel_cls())
-    waiting = actors.monitor(from_[0])
+    mailbox = me.mailbox
+    # The transport sends the join right after spawning, before this runs, so it is
+    # normally here already; only without it is the transport watched while waiting.
+    first = mailbox[0] if mailbox else None
+    joining = first.__class__ is tuple and len(first) == 4 and first[0] == JOIN_MESSAGE
+    waiting = None if joining else actors.monitor(from_[0])
     actors.enter_loop(server, _Waiting(waiting), parent=parent, hibernate_after=channel_cls.hibernate_after)
 
 
@@ -353,9 +376,10 @@ class ChannelServer(GenServer):
     def _before_join(self, msg: Any, waiting: _Waiting) -> Any:
         if msg.__class__ is tuple and len(msg) == 4 and msg[0] == JOIN_MESSAGE:
             _tag, payload, from_, socket = msg
-            actors.demonitor(waiting.ref)
+            if waiting.ref is not None:
+                actors.demonitor(waiting.ref)
             return self._join(payload, from_, socket)
-        if msg.__class__ is tuple and len(msg) == 5 and msg[0] == "DOWN" and msg[1] is waiting.ref:
+        if msg.__class__ is tuple and len(msg) == 5 and msg[0] == "DOWN" and waiting.ref is not None and msg[1] is waiting.ref:
             return ("stop", msg[4], waiting)
         return ("noreply", waiting)
 

@@ -370,8 +370,7 @@ class SocketConnection:
         channel, opts = route
         result = channel_join(self.socket, channel, message, opts)
         if result[0] == "ok":
-            _status, reply, pid = result
-            ref = actors.monitor(pid)
+            _status, reply, pid, ref = result
             self.channels[topic] = [pid, ref, "joined"]
             self.channels_inverse[pid] = (topic, message.join_ref)
             return self._reply(Reply(topic=topic, status="ok", payload=reply, ref=message.ref, join_ref=message.join_ref))

@@ -1,0 +1,164 @@
+"""Process greenlets are reused: what one process leaves on its greenlet never reaches the next.
+
+A greenlet whose process ended waits in the runtime's pool for the next spawn, hibernation
+wake-up or hand-off (a fresh greenlet costs a kernel map and unmap of its frame stack).
+These tests pin what a process must still see: a fresh contextvars context, no greenlet
+attributes or gevent locals (threading.local once patched) of its predecessor, no signal aimed at a process that
+already ended, and a pool that stays bounded.
+"""
+
+from __future__ import annotations
+
+import contextvars
+
+import gevent
+import gevent.local
+from greenlet import getcurrent
+
+import actors
+from actors import _runtime as rt
+
+_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("greenphx_test_var")
+_GEVENT_LOCAL = gevent.local.local()
+
+
+def _down(ref, timeout=2.0):
+    msg = actors.receive(lambda m: m.__class__ is tuple and len(m) == 5 and m[0] == "DOWN" and m[1] == ref, timeout)
+    return msg[4]
+
+
+def _run_to_end(fn, *args):
+    pid, ref = actors.spawn_monitor(fn, *args)
+    assert _down(ref) == "normal"
+    return pid
+
+
+def _set_context_var(parent):
+    _VAR.set("left behind")
+    actors.send(parent, ("greenlet", id(getcurrent())))
+
+
+def _set_locals(parent):
+    g = getcurrent()
+    _VAR.set("left behind")
+    _GEVENT_LOCAL.value = "left behind"
+    g.left_behind = "attribute"
+    actors.send(parent, ("greenlet", id(g)))
+
+
+def _report_what_is_seen(parent):
+    g = getcurrent()
+    actors.send(
+        parent,
+        (
+            "seen",
+            id(g),
+            _VAR.get(None),
+            getattr(_GEVENT_LOCAL, "value", None),
+            getattr(g, "left_behind", None),
+        ),
+    )
+
+
+def test_a_reused_greenlet_gives_the_next_process_a_fresh_context():
+    me = actors.self()
+    _run_to_end(_set_context_var, me)
+    _tag, first = actors.receive(lambda m: m[0] == "greenlet", 2)
+    _run_to_end(_report_what_is_seen, me)
+    _tag, second, var, glocal, attr = actors.receive(lambda m: m[0] == "seen", 2)
+    assert second == first  # the greenlet was reused (the pool works)
+    assert (var, glocal, attr) == (None, None, None)
+
+
+def test_locals_and_attributes_of_an_ended_process_reach_no_other_process():
+    me = actors.self()
+    _run_to_end(_set_locals, me)
+    actors.receive(lambda m: m[0] == "greenlet", 2)
+    for _ in range(3):
+        _run_to_end(_report_what_is_seen, me)
+        _tag, _g, var, glocal, attr = actors.receive(lambda m: m[0] == "seen", 2)
+        assert (var, glocal, attr) == (None, None, None)
+
+
+def test_the_local_values_of_an_ended_process_are_freed_with_it():
+    class Big:
+        pass
+
+    import weakref
+
+    me = actors.self()
+    refs = []
+
+    def hold():
+        big = Big()
+        refs.append(weakref.ref(big))
+        _GEVENT_LOCAL.value = big
+        actors.send(me, "held")
+
+    _run_to_end(hold)
+    actors.receive(lambda m: m == "held", 2)
+    assert refs[0]() is None
+
+
+def _wait_forever():
+    actors.receive()
+
+
+def test_a_kill_aimed_at_a_process_that_never_ran_does_not_reach_the_greenlets_next_process():
+    _run_to_end(lambda: None)  # at least one idle greenlet in the pool
+    victim, ref = actors.spawn_monitor(_wait_forever)
+    actors.exit(victim, "kill")  # before it ever ran: nothing to unwind
+    assert _down(ref) == "killed"
+    successor, sref = actors.spawn_monitor(_wait_forever)
+    gevent.sleep(0)
+    gevent.sleep(0)
+    assert actors.is_alive(successor)
+    assert actors.process_info(successor)["status"] == "waiting"
+    actors.exit(successor, "shutdown")
+    assert _down(sref) == "shutdown"
+
+
+def test_a_process_killed_while_a_message_wakes_it_ends_and_its_successor_lives():
+    me = actors.self()
+
+    def echo_once():
+        actors.send(me, ("got", actors.receive()))
+        actors.receive()
+
+    for _ in range(20):
+        pid, ref = actors.spawn_monitor(echo_once)
+        gevent.sleep(0)
+        actors.send(pid, "wake")  # schedules its wake-up ...
+        actors.exit(pid, "kill")  # ... and its unwinding, in that order
+        assert _down(ref) == "killed"
+        nxt, nref = actors.spawn_monitor(_wait_forever)
+        gevent.sleep(0)
+        gevent.sleep(0)
+        assert actors.is_alive(nxt), "a stale signal reached the greenlet's next process"
+        actors.exit(nxt, "kill")
+        assert _down(nref) == "killed"
+    assert actors.receive(lambda m: m == ("got", "wake"), 0, default=None) is None
+
+
+def test_a_spawned_process_that_has_not_run_yet_is_runnable_with_no_stack():
+    _run_to_end(lambda: None)
+    pid = actors.spawn(_wait_forever)
+    info = actors.process_info(pid)
+    assert info["status"] == "runnable" and info["current_stacktrace"] == []
+    gevent.sleep(0)
+    assert actors.process_info(pid)["status"] == "waiting"
+    actors.exit(pid, "kill")
+
+
+def test_the_pool_stays_bounded_after_a_burst():
+    refs = [actors.spawn_monitor(_wait_forever)[1] for _ in range(rt._POOL_MAX * 3)]
+    gevent.sleep(0)
+    for pid in list(actors.processes()):
+        info = actors.process_info(pid)
+        if info is not None and info["initial_call"] == rt._callable_name(_wait_forever):
+            actors.exit(pid, "kill")
+    for ref in refs:
+        _down(ref)
+    gevent.sleep(0)
+    assert 0 < len(rt._pool) <= rt._POOL_MAX
+    assert all(g.proc is None and g.running is None for g in rt._pool)
