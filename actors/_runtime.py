@@ -198,6 +198,7 @@ class _Proc:
         "monitor_names",
         "timers",
         "high_water",
+        "exit_hooks",
     )
 
     def __init__(self, glet: Any, initial_call: Any, adopted: bool = False) -> None:
@@ -231,6 +232,9 @@ class _Proc:
         # The longest the mailbox has been, counted only when a message finds others queued
         # (an empty mailbox, the common case, costs nothing).
         self.high_water = 0
+        # key -> fn(pid), called as the process dies: tables it owns rows in drop them
+        # at once (ETS's owner cleanup), without a watcher process and its DOWN.
+        self.exit_hooks: dict | None = None
 
 
 class _ProcGreenlet(greenlet):
@@ -1277,6 +1281,8 @@ def _terminate(proc: _Proc, reason: Any) -> None:
                 if traced.tracer is p:
                     _stop_tracing(traced)
         p.mailbox.clear()
+        if p.exit_hooks is not None:
+            _run_exit_hooks(p)
         if p.glet is _HIBERNATED:
             # No greenlet to unwind; the wake-up and the record point at each other, so
             # drop the link (the record is freed at once) and tell the owner of resources.
@@ -1313,6 +1319,43 @@ def _terminate(proc: _Proc, reason: Any) -> None:
                 elif not _is(why, "normal"):
                     pending.append((other, why))
                     _unwind(other)
+
+
+def _run_exit_hooks(proc: _Proc) -> None:
+    hooks = proc.exit_hooks
+    proc.exit_hooks = None
+    for fn in hooks.values():  # type: ignore[union-attr]
+        try:
+            fn(proc.pid)
+        except Exception:  # noqa: BLE001 - one failing table must not stop the death
+            log.exception("exit hook %r of %s failed", fn, proc.pid)
+
+
+def add_exit_hook(key: Any, fn: Callable[[Pid], Any]) -> None:
+    """Call ``fn(pid)`` as the calling process dies, before its links and monitors fire;
+    one hook per ``key`` (adding again replaces it).
+
+    For tables the process owns rows in (a PubSub partition, a registry): they drop the
+    rows synchronously, as ETS does for a table owner, instead of a watcher process
+    monitoring every writer and being woken by each ``DOWN``. ``fn`` must not block; an
+    exception it raises is logged.
+    """
+    proc = _current()
+    hooks = proc.exit_hooks
+    if hooks is None:
+        proc.exit_hooks = {key: fn}
+    else:
+        hooks[key] = fn
+
+
+def remove_exit_hook(key: Any) -> None:
+    """Drop the calling process's exit hook under ``key`` (none: no-op)."""
+    proc = _current()
+    hooks = proc.exit_hooks
+    if hooks is not None:
+        hooks.pop(key, None)
+        if not hooks:
+            proc.exit_hooks = None
 
 
 def is_alive(pid: Pid) -> bool:

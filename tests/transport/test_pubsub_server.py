@@ -11,6 +11,7 @@ from pubsub_shared import Subscriber, received, stop_subscribers  # noqa: F401 -
 
 import actors
 import supervision
+from actors import _runtime as rt
 from transport import pubsub
 from transport.pubsub import PubSub, UnknownPubSubError
 from transport.pubsub._api import _instances
@@ -65,10 +66,13 @@ def test_subscribers_are_partitioned_by_pid(start) -> None:
     rows = pubsub.statistics(name)["partitions"]
     assert [r["subscribers"] for r in rows] == [sum(1 for s in subs if hash(s.pid) % 4 == i) for i in range(4)]
     assert all(r["subscribers"] for r in rows)  # 20 consecutive pids cover 4 partitions
-    # each shard monitors exactly its partition's subscribers
-    sync(name)
-    for i in range(4):
-        assert set(shard_state(name, i).monitors) == {s.pid for s in subs if hash(s.pid) % 4 == i}
+    # a subscriber's death removes it from its partition at once, with no shard round trip
+    for sub in subs[:10]:
+        sub.kill()
+    assert {p for p, _ in pubsub.subscribers(name, "t")} == {s.pid for s in subs[10:]}
+    assert {p for p, _ in pubsub.subscribers(name, "u")} == {s.pid for s in subs[10:]}
+    for i, table in enumerate(_instances[name].tables):
+        assert set(table.all_subscribers()) == {s.pid for s in subs[10:] if hash(s.pid) % 4 == i}
 
 
 def test_default_pool_size_is_one_as_phoenix_pubsub(start) -> None:
@@ -77,22 +81,26 @@ def test_default_pool_size_is_one_as_phoenix_pubsub(start) -> None:
     assert len(pubsub.shards(name)) == 1
 
 
-def test_unsubscribing_everything_drops_the_monitor(start) -> None:
+def _hooked_tables() -> list:
+    """The tables the calling process has exit hooks on (the runtime's record of it)."""
+    return list(rt._current().exit_hooks or {})
+
+
+def test_unsubscribing_everything_drops_the_exit_hook(start) -> None:
     name = start(pool_size=1)
+    table = _instances[name].tables[0]
     pubsub.subscribe(name, "a")
     pubsub.subscribe(name, "b")
-    sync(name)
-    assert list(shard_state(name, 0).monitors) == [actors.self()]
+    assert _hooked_tables() == [table]
     pubsub.unsubscribe(name, "a")
-    sync(name)
-    assert list(shard_state(name, 0).monitors) == [actors.self()]
+    assert _hooked_tables() == [table]
     pubsub.unsubscribe(name, "b")
-    sync(name)
-    assert shard_state(name, 0).monitors == {}
+    assert _hooked_tables() == []
+    # nobody watches a subscriber: no monitor, no link
     assert actors.process_info(actors.self())["monitored_by"] == []
 
 
-def test_monitors_converge_under_churn(start) -> None:
+def test_exit_hooks_converge_under_churn(start) -> None:
     name = start(pool_size=2)
     for _ in range(5):
         pubsub.subscribe(name, "x")
@@ -100,14 +108,24 @@ def test_monitors_converge_under_churn(start) -> None:
         pubsub.subscribe(name, "x")
         pubsub.subscribe(name, "y")
         pubsub.unsubscribe(name, "y")
-    sync(name)
     me = actors.self()
-    mine = hash(me) % 2
-    assert list(shard_state(name, mine).monitors) == [me]
-    assert shard_state(name, 1 - mine).monitors == {}
+    mine = _instances[name].tables[hash(me) % 2]
+    assert _hooked_tables() == [mine]
     pubsub.unsubscribe(name, "x")
-    sync(name)
-    assert shard_state(name, mine).monitors == {}
+    assert _hooked_tables() == []
+
+
+def test_a_killed_subscriber_is_gone_before_anyone_runs(start) -> None:
+    name = start(pool_size=2)
+    subs = [Subscriber() for _ in range(4)]
+    for sub in subs:
+        sub.subscribe(_Ps(name), "room")
+    subs[1].kill()
+    # Erlang applies a kill at once; the rows go with it, before the victim is unwound
+    assert {p for p, _ in pubsub.subscribers(name, "room")} == {subs[0].pid, subs[2].pid, subs[3].pid}
+    assert pubsub.broadcast(name, "room", "hello") == "ok"
+    for sub in (subs[0], subs[2], subs[3]):
+        received(lambda m, p=sub.pid: m == ("got", p, "hello"))
 
 
 # -- supervision -----------------------------------------------------------------------
@@ -141,11 +159,9 @@ def test_a_killed_shard_is_restarted_and_keeps_its_subscriptions(start) -> None:
     pubsub.broadcast(name, "room", "after restart")
     for sub in subs:
         received(lambda m, p=sub.pid: m == ("got", p, "after restart"))
-    # and the new shard watches them: a subscriber that dies now is removed
+    # and a subscriber that dies now is removed, as before
     victim = subs[0]
-    assert victim.pid in shard_state(name, index).monitors
     victim.kill()
-    sync(name)
     assert victim.pid not in {p for p, _ in pubsub.subscribers(name, "room")}
 
 
@@ -155,18 +171,16 @@ def test_a_subscriber_that_dies_while_its_shard_is_down_is_cleaned_up(start) -> 
     sub.subscribe(_Ps(name), "room")
     sup = actors.whereis(name)
     shard = pubsub.shards(name)[0]
-    # Stop the shard through its supervisor (no restart), kill the subscriber, restart.
+    # Stop the shard through its supervisor (no restart), then kill the subscriber.
     supervision.terminate_child(sup, ("shard", 0))
     assert not actors.is_alive(shard)
     assert pubsub.shards(name) == [None]
     sub.kill()
-    assert [p for p, _ in pubsub.subscribers(name, "room")] == [sub.pid]  # nobody watched
-    # a subscription made while the shard is down is picked up by the next one
+    assert pubsub.subscribers(name, "room") == []  # the cleanup never depended on the shard
     pubsub.subscribe(name, "room")
     supervision.restart_child(sup, ("shard", 0))
-    sync(name)  # the new shard's init monitored sub.pid: DOWN noproc, handled before this
+    sync(name)
     assert pubsub.subscribers(name, "room") == [(actors.self(), None)]
-    assert list(shard_state(name, 0).monitors) == [actors.self()]
 
 
 def test_shards_crashing_past_the_restart_intensity_take_the_pubsub_down(start) -> None:
@@ -276,8 +290,8 @@ def test_a_dispatcher_that_raises_fails_the_broadcaster(start) -> None:
 
 def test_a_dispatcher_may_block_while_the_table_changes(start) -> None:
     # The dispatcher yields at every entry; meanwhile other processes subscribe and
-    # unsubscribe, and the shard removes a dead subscriber. With a live view of the table
-    # this raises "dictionary changed size during iteration".
+    # unsubscribe, and a subscriber dies (its rows go with it). With a live view of the
+    # table this raises "dictionary changed size during iteration".
     name = start(pool_size=1)
     subs = [Subscriber() for _ in range(10)]
     for sub in subs:
@@ -285,14 +299,15 @@ def test_a_dispatcher_may_block_while_the_table_changes(start) -> None:
     seen: list = []
 
     def slow(entries, from_pid, message):
-        for pid, _ in entries:
+        for i, (pid, _) in enumerate(entries):
+            if i == 1:
+                subs[0].kill()  # its rows go at once, under the sleeping dispatcher
             gevent.sleep(0)
             seen.append(pid)
 
     me = actors.self()
     for _ in range(5):
         actors.spawn(_subscribe_and_leave, name, me)
-    subs[0].kill()  # its DOWN is handled by the shard while the dispatcher sleeps
     pubsub.broadcast(name, "t", "m", slow)
     assert seen == [s.pid for s in subs]  # the snapshot taken when the broadcast began
     for _ in range(5):

@@ -2,9 +2,10 @@
 
 Every function takes the PubSub's name and runs in the caller's greenlet. Subscribing
 writes the caller's partition of the subscription table directly and, the first time a
-process subscribes in that partition, casts its shard a note to monitor it; a broadcast
-reads the topic's entries from every partition and hands them to the dispatcher in one
-call. No call waits on a process's mailbox.
+process subscribes in that partition, gives the process an exit hook that drops its rows
+there the moment it dies (the way ETS drops a dead owner's rows); a broadcast reads the
+topic's entries from every partition and hands them to the dispatcher in one call. No
+call waits on a process's mailbox, and no process is woken to clean up after another.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import actors
 from actors import Pid
+from actors import _runtime as rt
 
 from ._adapter import Dispatcher
 from ._errors import BroadcastError, UnknownPubSubError
@@ -45,7 +47,7 @@ class _Instance:
 
     Made by the PubSub supervisor's ``init`` and registered under the PubSub's name; a
     restart of the whole PubSub makes a new one (with empty tables). ``owners[i]`` is
-    the shard watching ``tables[i]``'s subscribers (None before the first one starts).
+    the shard standing for ``tables[i]`` in the tree (None before the first one starts).
     """
 
     __slots__ = ("adapter", "adapter_name", "name", "owners", "pool_size", "sup", "tables")
@@ -121,11 +123,9 @@ def subscribe(pubsub: str, topic: str, metadata: Any = None) -> None:
     inst = _lookup(pubsub, "subscribe")
     _check_topic(topic, "subscribe")
     pid = actors.self()
-    index = hash(pid) % inst.pool_size
-    if inst.tables[index].add(pid, topic, metadata):
-        owner = inst.owners[index]
-        if owner is not None:
-            actors.cast(owner, ("check", pid))
+    table = inst.tables[hash(pid) % inst.pool_size]
+    if table.add(pid, topic, metadata):
+        rt.add_exit_hook(table, table.remove_all)
 
 
 def unsubscribe(pubsub: str, topic: str) -> None:
@@ -133,11 +133,9 @@ def unsubscribe(pubsub: str, topic: str) -> None:
     inst = _lookup(pubsub, "unsubscribe")
     _check_topic(topic, "unsubscribe")
     pid = actors.self()
-    index = hash(pid) % inst.pool_size
-    if inst.tables[index].remove(pid, topic):
-        owner = inst.owners[index]
-        if owner is not None:
-            actors.cast(owner, ("check", pid))
+    table = inst.tables[hash(pid) % inst.pool_size]
+    if table.remove(pid, topic):
+        rt.remove_exit_hook(table)
 
 
 # ----------------------------------------------------------------------------------------
