@@ -40,6 +40,7 @@ from actors import _runtime as rt
 
 from . import _logger, _telemetry, _transport
 from ._message import Broadcast, Message, Reply
+from ._socket import Socket as _Socket
 
 log = logging.getLogger("transport.channel")
 
@@ -275,25 +276,36 @@ def join(socket: Any, channel: Any, message: Message, opts: dict) -> tuple:
     return ("error", {"reason": "join crashed"})
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
 def _channel_socket(socket: Any, message: Message, channel: Any, assigns: dict) -> Any:
-    """The channel's own copy of the transport's socket (a slotted dataclass copied field
-    by field: ``dataclasses.replace`` costs several times as much per join)."""
+    """The channel's own copy of the transport's socket, made through the constructor:
+    ``dataclasses.replace`` costs several times as much per join."""
     cls = socket.__class__
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    copy = object.__new__(cls)
-    for name in names:
-        setattr(copy, name, getattr(socket, name))
-    copy.topic = message.topic
-    copy.channel = channel
-    copy.join_ref = message.join_ref if message.join_ref is not None else message.ref
-    copy.assigns = assigns
-    copy.private = dict(socket.private)
-    return copy
+    if cls is not _Socket:  # a subclass may add fields: the general form
+        return dataclasses.replace(
+            socket,
+            topic=message.topic,
+            channel=channel,
+            join_ref=message.join_ref if message.join_ref is not None else message.ref,
+            assigns=assigns,
+            private=dict(socket.private),
+        )
+    return _Socket(
+        assigns,
+        channel,
+        socket.channel_pid,
+        socket.endpoint,
+        socket.handler,
+        socket.id,
+        socket.joined,
+        message.join_ref if message.join_ref is not None else message.ref,
+        dict(socket.private),
+        socket.pubsub_server,
+        socket.ref,
+        socket.serializer,
+        message.topic,
+        socket.transport,
+        socket.transport_pid,
+    )
 
 
 def _channel_main(channel_cls: type[Channel], from_: tuple) -> None:

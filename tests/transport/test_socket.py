@@ -676,3 +676,33 @@ def test_a_transport_process_answers_get_state_with_a_snapshot(endpoint):
     }
     assert actors.get_status(c.raw.pid)["state"] == state
     assert actors.process_info(c.raw.pid)["label"] == ("socket", "UserSocket", "user_socket:9")
+
+
+# -- the channel's copy of the socket --------------------------------------------------------
+
+
+def test_the_channels_socket_copy_matches_dataclasses_replace_field_for_field():
+    import dataclasses
+
+    from transport import Socket
+    from transport._channel import _channel_socket
+    from transport._message import Message
+
+    names = [f.name for f in dataclasses.fields(Socket)]
+    socket = Socket(**{name: f"<{name}>" for name in names})
+    socket.private = {"p": 1}
+    for join_ref, expected_join_ref in (("7", "7"), (None, "3")):  # V1: no join_ref, the ref stands in
+        message = Message("room:1", "phx_join", {}, "3", join_ref)
+        copy = _channel_socket(socket, message, "TheChannel", {"a": 1})
+        expected = dataclasses.replace(
+            socket, topic="room:1", channel="TheChannel", join_ref=expected_join_ref, assigns={"a": 1}, private={"p": 1}
+        )
+        assert copy == expected
+        assert copy.private is not socket.private  # the channel's own private map
+
+    class Wider(Socket):
+        pass
+
+    wider = Wider(**{name: f"<{name}>" for name in names})
+    wider.private = {}
+    assert type(_channel_socket(wider, Message("t", "phx_join", {}, "1", "1"), "C", {})) is Wider

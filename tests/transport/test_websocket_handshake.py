@@ -266,3 +266,14 @@ def test_a_refused_handshake_closes_the_connection(serve):
     sock.close()
     assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert b"Connection: close" in data
+
+
+def test_query_params_are_a_fresh_dict_each_time_and_the_last_repeat_wins():
+    from transport.http import _QUERY_CACHE_MAX, _query_params
+
+    first = _query_params("vsn=2.0.0&token=a&token=b&empty=")
+    assert first == {"vsn": "2.0.0", "token": "b", "empty": ""}
+    first["vsn"] = "changed by a connect"
+    assert _query_params("vsn=2.0.0&token=a&token=b&empty=")["vsn"] == "2.0.0"
+    for n in range(_QUERY_CACHE_MAX + 10):  # past the bound: still parsed, just not kept
+        assert _query_params(f"vsn=2.0.0&token={n}") == {"vsn": "2.0.0", "token": str(n)}
