@@ -410,6 +410,11 @@ class _Node:
         self.peers: dict[str, _Peer] = {}
         self.subscribed_since: float | None = None  # monotonic time, None while not subscribed
         self.unsubscribed_at = time.monotonic()
+        # This node's own subscriber connections that Redis may count as receivers: from
+        # just before SUBSCRIBE is written until the connection is closed. ``subscribes``
+        # only grows; see send().
+        self.own_subscriptions = 0
+        self.subscribes = 0
         self.subscriber_state = "connecting"
         self.publisher_state = "up"
         self.publisher_error = ""
@@ -472,13 +477,17 @@ class _Node:
 
     def expected_receivers(self) -> int:
         """Subscribed connections a PUBLISH must reach: the nodes up, this one if subscribed."""
+        return self.peers_up() + (1 if self.subscribed_since is not None else 0)
+
+    def peers_up(self) -> int:
+        """The other greenphx nodes up, each one subscribed connection a PUBLISH must reach."""
         now = time.monotonic()
         since = self.subscribed_since
         # While we are not subscribed we hear nobody: judge the others as of then.
         reference = now if since is not None else self.unsubscribed_at
         floor = since if since is not None else 0.0
         timeout = self.opts["node_timeout"]
-        count = 1 if since is not None else 0
+        count = 0
         for name, peer in self.peers.items():
             if peer.heartbeats and peer.status == "up" and reference - max(peer.last_heartbeat, floor) <= timeout:
                 if name != self.node_name:
@@ -500,11 +509,18 @@ class _Node:
         except (TypeError, ValueError) as e:
             self.counters["publish_errors"] += 1
             return ("error", ("unencodable", _describe(e)))
-        expected = self.expected_receivers()
+        peers = self.peers_up()
+        own, subscribes = self.own_subscriptions, self.subscribes
         result = self.publish(self.channel, data)
         if result.__class__ is tuple:
             self.counters["publish_errors"] += 1
             return result
+        # Redis's count includes this node's own subscriber connection(s) if they were
+        # subscribed when it ran the PUBLISH, which can change while we wait for the reply
+        # (a resubscribe racing the PUBLISH). Count every own connection that may have been
+        # subscribed meanwhile (those open before, plus those that began subscribing since),
+        # so that our own subscription is never taken for another node's.
+        expected = peers + own + (self.subscribes - subscribes)
         if result < expected:
             self.counters["publish_errors"] += 1
             self.counters["undelivered"] += 1
@@ -745,29 +761,25 @@ def _subscriber_main(node: _Node, server: Pid, token: Any) -> None:
     first = True
     while not node.stopped:
         conn = make()
+        counted = False
         try:
             conn.connect()
+            # Redis counts this connection as a receiver from the moment it runs the
+            # SUBSCRIBE, before the confirmation reaches us: count it from here on.
+            node.own_subscriptions += 1
+            node.subscribes += 1
+            counted = True
             conn.send_command("SUBSCRIBE", node.channel, node.nodes_channel, check_health=False)
             for _ in range(2):
                 if not conn.can_read(timeout=node.opts["connect_timeout"]):
                     raise redis.TimeoutError("no answer to SUBSCRIBE")
                 conn.read_response(disable_decoding=True)
-        except Exception as e:  # noqa: BLE001 - every failure is a reason to retry
-            conn.disconnect()
-            node.unsubscribed(_describe(e))
+            node.subscribed()
             if first:
-                actors.send(server, ("$subscribe_failed", token))
+                actors.send(server, ("$subscribed", token))
                 first = False
-            gevent.sleep(_jitter(delay))
-            delay = min(delay * 2, node.opts["reconnect_backoff_max"])
-            continue
-        node.subscribed()
-        if first:
-            actors.send(server, ("$subscribed", token))
-            first = False
-        delay = node.opts["reconnect_backoff_initial"]
-        pinged = False
-        try:
+            delay = node.opts["reconnect_backoff_initial"]
+            pinged = False
             while True:
                 # Silence longer than two heartbeats: ask Redis whether it is still there.
                 if not conn.can_read(timeout=idle):
@@ -783,10 +795,15 @@ def _subscriber_main(node: _Node, server: Pid, token: Any) -> None:
                         node.on_message(reply[2])
                     elif reply[1] == nodes_channel:
                         node.on_heartbeat(reply[2])
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - every failure is a reason to retry
             node.unsubscribed(_describe(e))
+            if first:
+                actors.send(server, ("$subscribe_failed", token))
+                first = False
         finally:
             conn.disconnect()
+            if counted:
+                node.own_subscriptions -= 1
         gevent.sleep(_jitter(delay))
         delay = min(delay * 2, node.opts["reconnect_backoff_max"])
 
