@@ -398,7 +398,8 @@ class ChannelServer(GenServer):
     def _join(self, payload: Any, from_: tuple, socket: Any) -> Any:
         socket.channel_pid = actors.self()
         actors.set_label(("channel", socket.topic))
-        start = time.monotonic_ns()
+        observed = not _logger.joined_unobserved(self.channel)
+        start = time.monotonic_ns() if observed else 0
         result = self.channel.join(socket.topic, payload, socket)
         reply_msg: tuple[str, Any]
         if result.__class__ is tuple and len(result) == 2 and result[0] == "ok":
@@ -411,11 +412,12 @@ class ChannelServer(GenServer):
             raise actors.BadReturnError(
                 f"{type(self.channel).__qualname__}.join", result, "('ok', socket) | ('ok', reply, socket) | ('error', reply)"
             )
-        _telemetry.execute(
-            ("phoenix", "channel_joined"),
-            {"duration": time.monotonic_ns() - start},
-            {"params": payload, "socket": socket, "result": reply_msg[0]},
-        )
+        if observed:
+            _telemetry.execute(
+                ("phoenix", "channel_joined"),
+                {"duration": time.monotonic_ns() - start},
+                {"params": payload, "socket": socket, "result": reply_msg[0]},
+            )
         actors.reply(from_, reply_msg)
         return state
 

@@ -111,23 +111,45 @@ _HANDLED_IN = ("phoenix", "channel_handled_in")
 _HANDLED_IN_ID = "transport.logger.handled_in"
 
 
+_CONNECTED = ("phoenix", "socket_connected")
+_CONNECTED_ID = "transport.logger.connected"
+_JOINED = ("phoenix", "channel_joined")
+_JOINED_ID = "transport.logger.joined"
+
+
+def _unobserved(event: tuple, handler_id: str, logger: logging.Logger, level_value: Any) -> bool:
+    # Nobody would see the event: no handler, or only this module's, whose line is below
+    # the log level. Then the caller skips the clock and the event's dicts altogether.
+    handlers = _telemetry._handlers.get(event)
+    if not handlers:
+        return True
+    if len(handlers) != 1 or handler_id not in handlers:
+        return False
+    level = _level(level_value)
+    return level is None or not logger.isEnabledFor(level)
+
+
 def handled_in_unobserved(channel: Any) -> bool:
     """Whether nobody would see ``channel_handled_in`` for ``channel``: no handler, or only
     this logger's with the channel's HANDLED line below the log level (the default)."""
-    handlers = _telemetry._handlers.get(_HANDLED_IN)
-    if not handlers:
-        return True
-    if len(handlers) != 1 or _HANDLED_IN_ID not in handlers:
-        return False
-    level = _level(getattr(channel, "log_handle_in", "debug"))
-    return level is None or not _channel_log.isEnabledFor(level)
+    return _unobserved(_HANDLED_IN, _HANDLED_IN_ID, _channel_log, getattr(channel, "log_handle_in", "debug"))
+
+
+def connected_unobserved(handler_cls: Any) -> bool:
+    """Whether nobody would see ``socket_connected`` for sockets of ``handler_cls``."""
+    return _unobserved(_CONNECTED, _CONNECTED_ID, _socket_log, handler_cls.log)
+
+
+def joined_unobserved(channel: Any) -> bool:
+    """Whether nobody would see ``channel_joined`` for ``channel``."""
+    return _unobserved(_JOINED, _JOINED_ID, _channel_log, getattr(channel, "log_join", "info"))
 
 
 def install() -> None:
     """Attach the log handlers (done on import of ``transport``; idempotent)."""
     for handler_id, event, fn in (
-        ("transport.logger.connected", ("phoenix", "socket_connected"), _connected),
-        ("transport.logger.joined", ("phoenix", "channel_joined"), _joined),
+        (_CONNECTED_ID, _CONNECTED, _connected),
+        (_JOINED_ID, _JOINED, _joined),
         (_HANDLED_IN_ID, _HANDLED_IN, _handled_in),
     ):
         _telemetry.detach(handler_id)

@@ -40,7 +40,7 @@ from typing import Any
 import actors
 from actors import TIMEOUT, Pid
 
-from . import _telemetry, _transport
+from . import _logger, _telemetry, _transport
 from ._message import Broadcast, InvalidMessageError, Message, Reply
 
 log = logging.getLogger("transport.socket")
@@ -154,6 +154,11 @@ def connect(
 
     # Elixir's `params["vsn"] || "1.0.0"`: only a missing vsn defaults; "" is refused.
     vsn = params.get("vsn")
+    if _logger.connected_unobserved(handler_cls):  # the usual case: no clock, no event
+        serializer = negotiate(serializers, vsn)
+        if serializer is None:
+            return "error"
+        return _user_connect(handler_cls, endpoint, transport, serializer, params, connect_info)
     start = time.monotonic_ns()
     serializer = negotiate(serializers, vsn)  # logs Phoenix's warning when it refuses
     if serializer is None:
