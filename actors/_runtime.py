@@ -397,11 +397,41 @@ def _release_current(reason: Any = "normal") -> None:
 # --------------------------------------------------------------------------------------
 
 
-# Idle process greenlets, most recently used last. Bounded: each idle one holds its frame
-# stack chunk (16 KiB) and a saved C stack slice, so a burst of ended processes frees the
-# excess instead of keeping it.
+# Idle process greenlets, most recently used last. Each holds its frame-stack pages and a
+# saved C stack slice (about 25 KiB resident), so the pool is bounded twice: never more
+# than _POOL_MAX (a burst of ended processes frees the rest at once), and once a second,
+# while it holds more than _POOL_KEEP, half of the excess ends, oldest first. Churn keeps
+# it busy (at a bound of 64, 50 concurrent connections churning still made 0.47 greenlets
+# per cycle); 10,000 connections going idle leave _POOL_KEEP within seconds.
 _pool: list[_ProcGreenlet] = []
-_POOL_MAX = 256  # at 64, churn at 50 concurrent connections still made 0.47 greenlets per cycle
+_POOL_MAX = 1024
+_POOL_KEEP = 32
+_POOL_TRIM_INTERVAL = 1.0
+_pool_trimmer: Any = None
+
+
+def _trim_pool() -> None:
+    global _pool_trimmer
+    excess = len(_pool) - _POOL_KEEP
+    if excess > 0:
+        drop = max(1, excess // 2)
+        victims = _pool[:drop]
+        del _pool[:drop]
+        # Ended, not just dropped: a suspended greenlet's own frame refers to it, so only
+        # the cyclic collector (rare in a server) would ever free it.
+        for g in victims:
+            g.throw(gevent.GreenletExit)
+    if len(_pool) <= _POOL_KEEP:
+        _pool_trimmer.close()
+        _pool_trimmer = None
+
+
+def _pool_append(g: _ProcGreenlet) -> None:
+    global _pool_trimmer
+    _pool.append(g)
+    if _pool_trimmer is None and len(_pool) > _POOL_KEEP:
+        _pool_trimmer = get_hub().loop.timer(_POOL_TRIM_INTERVAL, _POOL_TRIM_INTERVAL)
+        _pool_trimmer.start(_trim_pool)
 
 
 def _new_greenlet(proc: _Proc) -> _ProcGreenlet:
@@ -434,10 +464,10 @@ def _pooled_main(main: Callable[..., None], *main_args: Any) -> None:
         if len(_pool) >= _POOL_MAX or g.__dict__:
             return
         g.gr_context = None  # the next process starts in an empty contextvars context
-        _pool.append(g)
+        _pool_append(g)
         try:
             resumed = hub.switch()
-        except BaseException:  # noqa: BLE001 - GreenletExit at shutdown: just end
+        except BaseException:  # noqa: BLE001 - trimmed, or GreenletExit at shutdown: end
             if g in _pool:
                 _pool.remove(g)
             return

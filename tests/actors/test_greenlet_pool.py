@@ -162,3 +162,32 @@ def test_the_pool_stays_bounded_after_a_burst():
     gevent.sleep(0)
     assert 0 < len(rt._pool) <= rt._POOL_MAX
     assert all(g.proc is None and g.running is None for g in rt._pool)
+
+
+def test_an_idle_pool_shrinks_to_its_keep_level_and_the_dropped_greenlets_end(monkeypatch):
+    import weakref
+
+    monkeypatch.setattr(rt, "_POOL_TRIM_INTERVAL", 0.01)
+    if rt._pool_trimmer is not None:  # one armed by an earlier test, at the real interval
+        rt._pool_trimmer.close()
+        rt._pool_trimmer = None
+    n = rt._POOL_KEEP * 3
+    refs = [actors.spawn_monitor(_wait_forever)[1] for _ in range(n)]
+    gevent.sleep(0)
+    for pid in list(actors.processes()):
+        info = actors.process_info(pid)
+        if info is not None and info["initial_call"] == rt._callable_name(_wait_forever):
+            actors.exit(pid, "kill")
+    for ref in refs:
+        _down(ref)
+    gevent.sleep(0)
+    assert len(rt._pool) > rt._POOL_KEEP
+    oldest = weakref.ref(rt._pool[0])
+    deadline = 500
+    while len(rt._pool) > rt._POOL_KEEP and deadline:
+        actors.receive(lambda m: False, 0.01, default=None)
+        deadline -= 1
+    assert len(rt._pool) == rt._POOL_KEEP
+    assert oldest() is None  # ended and freed, oldest first
+    assert rt._pool_trimmer is None  # nothing left to trim: the timer is gone
+    _run_to_end(lambda: None)  # and the pool still serves
