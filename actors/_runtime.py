@@ -399,20 +399,22 @@ def _release_current(reason: Any = "normal") -> None:
 
 # Idle process greenlets, most recently used last. Each holds its frame-stack pages and a
 # saved C stack slice (about 25 KiB resident), so the pool is bounded twice: never more
-# than _POOL_MAX (a burst of ended processes frees the rest at once), and once a second,
-# while it holds more than _POOL_KEEP, half of the excess ends, oldest first. Churn keeps
-# it busy (at a bound of 64, 50 concurrent connections churning still made 0.47 greenlets
-# per cycle); 10,000 connections going idle leave _POOL_KEEP within seconds.
+# than _POOL_MAX (a burst of ended processes frees the rest at once), and every
+# _POOL_TRIM_INTERVAL, half of the greenlets beyond _POOL_KEEP that stayed idle the whole
+# interval end, oldest first. Churn keeps its working set (at a bound of 64, 50 concurrent
+# connections churning still made 0.47 greenlets per cycle); 10,000 connections going
+# idle at once leave about 60 a second later and _POOL_KEEP soon after.
 _pool: list[_ProcGreenlet] = []
 _POOL_MAX = 1024
 _POOL_KEEP = 32
-_POOL_TRIM_INTERVAL = 1.0
+_POOL_TRIM_INTERVAL = 0.2
 _pool_trimmer: Any = None
+_pool_low = 0  # the fewest idle greenlets since the last trim
 
 
 def _trim_pool() -> None:
-    global _pool_trimmer
-    excess = len(_pool) - _POOL_KEEP
+    global _pool_trimmer, _pool_low
+    excess = min(_pool_low, len(_pool)) - _POOL_KEEP
     if excess > 0:
         drop = max(1, excess // 2)
         victims = _pool[:drop]
@@ -421,15 +423,17 @@ def _trim_pool() -> None:
         # the cyclic collector (rare in a server) would ever free it.
         for g in victims:
             g.throw(gevent.GreenletExit)
-    if len(_pool) <= _POOL_KEEP:
+    _pool_low = len(_pool)
+    if _pool_low <= _POOL_KEEP:
         _pool_trimmer.close()
         _pool_trimmer = None
 
 
 def _pool_append(g: _ProcGreenlet) -> None:
-    global _pool_trimmer
+    global _pool_trimmer, _pool_low
     _pool.append(g)
     if _pool_trimmer is None and len(_pool) > _POOL_KEEP:
+        _pool_low = len(_pool)
         _pool_trimmer = get_hub().loop.timer(_POOL_TRIM_INTERVAL, _POOL_TRIM_INTERVAL)
         _pool_trimmer.start(_trim_pool)
 
@@ -437,11 +441,15 @@ def _pool_append(g: _ProcGreenlet) -> None:
 def _new_greenlet(proc: _Proc) -> _ProcGreenlet:
     """A greenlet for ``proc``, from the pool if one is idle; start it with
     ``g.switch(main, *main_args)`` (``main`` is ``_process_main`` or ``_handoff_main``)."""
+    global _pool_low
     if _pool:
         g = _pool.pop()
+        if len(_pool) < _pool_low:
+            _pool_low = len(_pool)
     else:
         g = _ProcGreenlet(_pooled_main, get_hub())
         g.running = None
+        _pool_low = 0
     g.proc = proc
     proc.glet = g
     return g

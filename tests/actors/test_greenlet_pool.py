@@ -191,3 +191,33 @@ def test_an_idle_pool_shrinks_to_its_keep_level_and_the_dropped_greenlets_end(mo
     assert oldest() is None  # ended and freed, oldest first
     assert rt._pool_trimmer is None  # nothing left to trim: the timer is gone
     _run_to_end(lambda: None)  # and the pool still serves
+
+
+def test_a_pool_in_use_keeps_its_working_set(monkeypatch):
+    import time
+
+    monkeypatch.setattr(rt, "_POOL_TRIM_INTERVAL", 0.02)
+    if rt._pool_trimmer is not None:
+        rt._pool_trimmer.close()
+        rt._pool_trimmer = None
+    # Fill the pool well past its keep level, then keep taking and returning greenlets
+    # without ever letting more than a few stay out: nothing may be trimmed below what was
+    # idle the whole time, so the pool stays large while it serves.
+    burst = [actors.spawn_monitor(_wait_forever) for _ in range(rt._POOL_KEEP * 4)]
+    gevent.sleep(0)
+    for pid, _ref in burst:
+        actors.exit(pid, "kill")
+    for _pid, ref in burst:
+        _down(ref)
+    gevent.sleep(0)
+    full = len(rt._pool)
+    assert full >= rt._POOL_KEEP * 4
+    end = time.monotonic() + 10 * rt._POOL_TRIM_INTERVAL
+    while time.monotonic() < end:  # each round empties the pool, then refills it
+        refs = [actors.spawn_monitor(_wait_forever) for _ in range(full)]
+        gevent.sleep(0)
+        for pid, _ref in refs:
+            actors.exit(pid, "kill")
+        for _pid, ref in refs:
+            _down(ref)
+    assert len(rt._pool) >= full - 1
