@@ -13,6 +13,7 @@ import contextvars
 
 import gevent
 import gevent.local
+import pytest
 from greenlet import getcurrent
 
 import actors
@@ -25,6 +26,17 @@ _GEVENT_LOCAL = gevent.local.local()
 def _down(ref, timeout=2.0):
     msg = actors.receive(lambda m: m.__class__ is tuple and len(m) == 5 and m[0] == "DOWN" and m[1] == ref, timeout)
     return msg[4]
+
+
+@pytest.fixture(autouse=True)
+def settled():
+    """Each test leaves no killed process still unwinding (the next test counts greenlets)."""
+    yield
+    for _ in range(100):
+        if not rt._unwinding:
+            break
+        gevent.sleep(0)
+    assert not rt._unwinding
 
 
 def _run_to_end(fn, *args):
