@@ -398,14 +398,14 @@ def _release_current(reason: Any = "normal") -> None:
 
 
 # Idle process greenlets, most recently used last. Each holds its frame-stack pages and a
-# saved C stack slice (about 25 KiB resident), so the pool is bounded twice: never more
-# than _POOL_MAX (a burst of ended processes frees the rest at once), and every
+# saved C stack slice (about 8 KiB resident), so the pool is bounded twice: never more
+# than _POOL_MAX (a burst of ended processes frees the rest at once; at 1,024, 10,000
+# connections hibernating together cost 0.8 KiB each for the next second), and every
 # _POOL_TRIM_INTERVAL, half of the greenlets beyond _POOL_KEEP that stayed idle the whole
 # interval end, oldest first. Churn keeps its working set (at a bound of 64, 50 concurrent
-# connections churning still made 0.47 greenlets per cycle); 10,000 connections going
-# idle at once leave about 60 a second later and _POOL_KEEP soon after.
+# connections churning still made 0.47 greenlets per cycle; at 256, none).
 _pool: list[_ProcGreenlet] = []
-_POOL_MAX = 1024
+_POOL_MAX = 256
 _POOL_KEEP = 32
 _POOL_TRIM_INTERVAL = 0.2
 _pool_trimmer: Any = None
