@@ -440,7 +440,7 @@ def _pool_append(g: _ProcGreenlet) -> None:
 
 def _new_greenlet(proc: _Proc) -> _ProcGreenlet:
     """A greenlet for ``proc``, from the pool if one is idle; start it with
-    ``g.switch(main, *main_args)`` (``main`` is ``_process_main`` or ``_handoff_main``)."""
+    ``g.switch(main, fn, args, kwargs)`` (``main`` is ``_process_main`` or ``_handoff_main``)."""
     global _pool_low
     if _pool:
         g = _pool.pop()
@@ -455,16 +455,19 @@ def _new_greenlet(proc: _Proc) -> _ProcGreenlet:
     return g
 
 
-def _pooled_main(main: Callable[..., None], *main_args: Any) -> None:
+def _pooled_main(main: Callable[..., None], fn: Any, args: Any, kwargs: Any) -> None:
     g: Any = getcurrent()
     hub = g.parent
     while True:
         g.running = g.proc
         try:
-            main(*main_args)
+            # A plain call, not main(*star_args): CPython 3.11 runs a plain Python-to-Python
+            # call in the same C frame, and every C frame is saved with the greenlet each
+            # time it switches out (0.8 KiB per held connection with the star call).
+            main(fn, args, kwargs)
         finally:
             g.running = None
-        main = main_args = None  # type: ignore[assignment]  # hold nothing of it while idle
+        main = fn = args = kwargs = None  # type: ignore[assignment]  # hold nothing of the process while idle
         # A greenlet with attributes (a gevent.local's values, threading.local's once the
         # stdlib is patched, anything set on it) ends instead: gevent keys those by the
         # greenlet's identity and frees them only when it goes, so a reused one would
@@ -479,7 +482,7 @@ def _pooled_main(main: Callable[..., None], *main_args: Any) -> None:
             if g in _pool:
                 _pool.remove(g)
             return
-        main, *main_args = resumed
+        main, fn, args, kwargs = resumed
 
 
 def _process_main(fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
@@ -641,11 +644,11 @@ def _handoff(initial_call: Any, fn: Callable[..., Any], args: tuple) -> _Proc:
         raise NotAProcessError("_handoff: the caller's process is not its own greenlet's")
     g = _new_greenlet(proc)
     proc.initial_call = initial_call
-    get_hub().loop.run_callback(g.switch, _handoff_main, fn, args)
+    get_hub().loop.run_callback(g.switch, _handoff_main, fn, args, None)
     return proc
 
 
-def _handoff_main(fn: Callable[..., Any], args: tuple) -> None:
+def _handoff_main(fn: Callable[..., Any], args: tuple, _kwargs: None = None) -> None:
     g = getcurrent()
     proc = g.proc  # type: ignore[attr-defined]
     if proc.alive:
