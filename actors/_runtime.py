@@ -498,11 +498,30 @@ def _process_main(fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         g.proc = None  # type: ignore[attr-defined]
 
 
+def _call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    """``fn(*args, **kwargs)``, as a plain call for the usual few positional arguments:
+    CPython 3.11 runs a plain Python-to-Python call in the caller's C frame, and a star
+    call in a new one, which every process greenlet then saves and restores with its stack
+    at each switch."""
+    if kwargs:
+        return fn(*args, **kwargs)
+    n = len(args)
+    if n == 0:
+        return fn()
+    if n == 1:
+        return fn(args[0])
+    if n == 2:
+        return fn(args[0], args[1])
+    if n == 3:
+        return fn(args[0], args[1], args[2])
+    return fn(*args)
+
+
 def _run_process(proc: _Proc, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
     if not proc.alive:  # killed before it ever ran
         return
     try:
-        fn(*args, **kwargs)
+        _call(fn, args, kwargs)
         reason: Any = "normal"
     except _Hibernate as h:
         if proc.alive:

@@ -436,7 +436,9 @@ def _input_wakes(state: _Stream) -> None:
 
 def _run(loop: Any, conn: Any, io: TransportIO, *args: Any) -> None:
     try:
-        reason = loop(conn, io, *args)
+        # A plain call for the stream loop: a star call would add a C frame to the stack
+        # the transport's greenlet saves at every switch.
+        reason = loop(conn, io, args[0]) if len(args) == 1 else loop(conn, io, *args)
     except ConnectionLost:
         queue = args[-1].queue if args and args[-1].__class__ is _Stream else None
         if queue is not None and queue.overflowed:
