@@ -514,6 +514,8 @@ def _call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
         return fn(args[0], args[1])
     if n == 3:
         return fn(args[0], args[1], args[2])
+    if n == 6:  # a GenServer woken from hibernation re-enters its loop with six
+        return fn(args[0], args[1], args[2], args[3], args[4], args[5])
     return fn(*args)
 
 
