@@ -116,6 +116,25 @@ def _wait_forever():
     actors.receive()
 
 
+def _burst(n):
+    """Start ``n`` processes, let them reach their receive, kill them and see them down:
+    their greenlets go to the pool (up to its bound)."""
+    started = [actors.spawn_monitor(_wait_forever) for _ in range(n)]
+    gevent.sleep(0)
+    for pid, _ref in started:
+        actors.exit(pid, "kill")
+    for _pid, ref in started:
+        _down(ref)
+    gevent.sleep(0)
+
+
+def _trim_every(monkeypatch, seconds):
+    monkeypatch.setattr(rt, "_POOL_TRIM_INTERVAL", seconds)
+    if rt._pool_trimmer is not None:  # one armed by an earlier test, at the real interval
+        rt._pool_trimmer.close()
+        rt._pool_trimmer = None
+
+
 def test_a_kill_aimed_at_a_process_that_never_ran_does_not_reach_the_greenlets_next_process():
     _run_to_end(lambda: None)  # at least one idle greenlet in the pool
     victim, ref = actors.spawn_monitor(_wait_forever)
@@ -163,15 +182,7 @@ def test_a_spawned_process_that_has_not_run_yet_is_runnable_with_no_stack():
 
 
 def test_the_pool_stays_bounded_after_a_burst():
-    refs = [actors.spawn_monitor(_wait_forever)[1] for _ in range(rt._POOL_MAX * 3)]
-    gevent.sleep(0)
-    for pid in list(actors.processes()):
-        info = actors.process_info(pid)
-        if info is not None and info["initial_call"] == rt._callable_name(_wait_forever):
-            actors.exit(pid, "kill")
-    for ref in refs:
-        _down(ref)
-    gevent.sleep(0)
+    _burst(rt._POOL_MAX * 3)
     assert 0 < len(rt._pool) <= rt._POOL_MAX
     assert all(g.proc is None and g.running is None for g in rt._pool)
 
@@ -179,20 +190,8 @@ def test_the_pool_stays_bounded_after_a_burst():
 def test_an_idle_pool_shrinks_to_its_keep_level_and_the_dropped_greenlets_end(monkeypatch):
     import weakref
 
-    monkeypatch.setattr(rt, "_POOL_TRIM_INTERVAL", 0.01)
-    if rt._pool_trimmer is not None:  # one armed by an earlier test, at the real interval
-        rt._pool_trimmer.close()
-        rt._pool_trimmer = None
-    n = rt._POOL_KEEP * 3
-    refs = [actors.spawn_monitor(_wait_forever)[1] for _ in range(n)]
-    gevent.sleep(0)
-    for pid in list(actors.processes()):
-        info = actors.process_info(pid)
-        if info is not None and info["initial_call"] == rt._callable_name(_wait_forever):
-            actors.exit(pid, "kill")
-    for ref in refs:
-        _down(ref)
-    gevent.sleep(0)
+    _trim_every(monkeypatch, 0.01)
+    _burst(rt._POOL_KEEP * 3)
     assert len(rt._pool) > rt._POOL_KEEP
     oldest = weakref.ref(rt._pool[0])
     deadline = 500
@@ -208,28 +207,13 @@ def test_an_idle_pool_shrinks_to_its_keep_level_and_the_dropped_greenlets_end(mo
 def test_a_pool_in_use_keeps_its_working_set(monkeypatch):
     import time
 
-    monkeypatch.setattr(rt, "_POOL_TRIM_INTERVAL", 0.02)
-    if rt._pool_trimmer is not None:
-        rt._pool_trimmer.close()
-        rt._pool_trimmer = None
-    # Fill the pool well past its keep level, then keep taking and returning greenlets
-    # without ever letting more than a few stay out: nothing may be trimmed below what was
-    # idle the whole time, so the pool stays large while it serves.
-    burst = [actors.spawn_monitor(_wait_forever) for _ in range(rt._POOL_KEEP * 4)]
-    gevent.sleep(0)
-    for pid, _ref in burst:
-        actors.exit(pid, "kill")
-    for _pid, ref in burst:
-        _down(ref)
-    gevent.sleep(0)
+    _trim_every(monkeypatch, 0.02)
+    # Fill the pool well past its keep level, then keep emptying and refilling it: no
+    # greenlet stays idle for a whole interval, so none may be trimmed while it serves.
+    _burst(rt._POOL_KEEP * 4)
     full = len(rt._pool)
     assert full >= rt._POOL_KEEP * 4
     end = time.monotonic() + 10 * rt._POOL_TRIM_INTERVAL
-    while time.monotonic() < end:  # each round empties the pool, then refills it
-        refs = [actors.spawn_monitor(_wait_forever) for _ in range(full)]
-        gevent.sleep(0)
-        for pid, _ref in refs:
-            actors.exit(pid, "kill")
-        for _pid, ref in refs:
-            _down(ref)
+    while time.monotonic() < end:
+        _burst(full)
     assert len(rt._pool) >= full - 1
