@@ -328,12 +328,12 @@ class EndpointApp:
         return urlsplit("//" + host).hostname
 
 
-# Query string -> its params. Most clients of a deployment connect with the same few query
-# strings ("vsn=2.0.0", plus a token only some send): parsing each is ~10 % of the work
-# the endpoint does per connect. Bounded; strings with a token are many and never repeat,
-# so past the bound nothing more is kept.
+# Query strings that hold only the protocol version ("vsn=2.0.0", what phoenix.js sends
+# when the app adds no params) -> their params, parsed once. A string with anything else
+# (a token, say) is parsed every time and never kept: secrets do not linger in a cache.
 _QUERY_CACHE: dict[str, dict[str, str]] = {}
-_QUERY_CACHE_MAX = 256
+_QUERY_CACHE_MAX = 64
+_CACHEABLE_KEYS = frozenset({"vsn"})
 
 
 def _query_params(query: str) -> dict[str, str]:
@@ -342,7 +342,7 @@ def _query_params(query: str) -> dict[str, str]:
     cached = _QUERY_CACHE.get(query)
     if cached is None:
         cached = dict(parse_qsl(query, keep_blank_values=True))
-        if len(_QUERY_CACHE) < _QUERY_CACHE_MAX:
+        if len(_QUERY_CACHE) < _QUERY_CACHE_MAX and cached.keys() <= _CACHEABLE_KEYS:
             _QUERY_CACHE[query] = cached
     return dict(cached)
 
