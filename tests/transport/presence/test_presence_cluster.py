@@ -245,7 +245,9 @@ def test_a_killed_node_leaves_after_down_period(cluster, procs):
     for n in (a, b):
         wait_until(lambda: keys_on(n, "room:1") == {"a": 1}, 5)
     took = time.monotonic() - killed
-    assert 1.2 <= took < 1.2 + 2 * BP / 1000 + 1.0, took
+    # Silence counts from the victim's last heartbeat, which may precede the kill by up to
+    # one broadcast period (Phoenix.Tracker's rule too).
+    assert 1.2 - BP / 1000 <= took < 1.2 + 2 * BP / 1000 + 1.0, took
     leaves = diffs()["leaves"]
     assert list(leaves) == ["v"] and list(leaves["v"]["metas"][0]) == ["phx_ref"]
     assert a.tracker.replicas()[victim.node_name] == "down"
