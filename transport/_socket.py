@@ -154,18 +154,16 @@ def connect(
 
     # Elixir's `params["vsn"] || "1.0.0"`: only a missing vsn defaults; "" is refused.
     vsn = params.get("vsn")
-    if _logger.connected_unobserved(handler_cls):  # the usual case: no clock, no event
-        serializer = negotiate(serializers, vsn)
-        if serializer is None:
-            return "error"
-        return _user_connect(handler_cls, endpoint, transport, serializer, params, connect_info)
-    start = time.monotonic_ns()
+    observed = not _logger.connected_unobserved(handler_cls)  # usually not: no clock, no event
+    start = time.monotonic_ns() if observed else 0
     serializer = negotiate(serializers, vsn)  # logs Phoenix's warning when it refuses
     if serializer is None:
         return "error"
+    result = _user_connect(handler_cls, endpoint, transport, serializer, params, connect_info)
+    if not observed:
+        return result
     if vsn is None:
         vsn = "1.0.0"
-    result = _user_connect(handler_cls, endpoint, transport, serializer, params, connect_info)
     _telemetry.execute(
         ("phoenix", "socket_connected"),
         {"duration": time.monotonic_ns() - start},

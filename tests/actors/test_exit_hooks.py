@@ -35,7 +35,7 @@ def _crash():
     "how, reason",
     [("normal", "normal"), ("crash", None), ("kill", "killed"), ("shutdown", "shutdown")],
 )
-def test_the_hook_runs_at_every_kind_of_death_before_the_down_is_delivered(how, reason, caplog):
+def test_the_hook_runs_at_every_kind_of_death(how, reason, caplog):
     rows: dict = {}
     action = {"normal": lambda: None, "crash": _crash}.get(how, _wait)
     caplog.set_level(logging.CRITICAL, logger="actors")  # the crash's report is not the point

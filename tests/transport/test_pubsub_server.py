@@ -37,10 +37,6 @@ def start():
             actors.stop(sup)
 
 
-def shard_state(name: str, index: int) -> Any:
-    return actors.get_state(pubsub.shards(name)[index])
-
-
 def partition_of(name: str, pid: actors.Pid) -> int:
     rows = [i for i, table in enumerate(_instances[name].tables) if table.holds(pid)]
     assert len(rows) == 1
