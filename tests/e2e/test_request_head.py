@@ -131,3 +131,62 @@ def test_too_many_headers_get_431_and_one_log_line_without_traceback(port, caplo
     lines = [r.getMessage() for r in caplog.records if "headers" in r.getMessage()]
     assert len(lines) == 1 and "431" in lines[0]
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_malformed_header_line_gets_400_and_one_log_line_without_traceback(port, caplog, capfd):
+    caplog.set_level(logging.WARNING, logger="transport.http")
+    for _ in range(5):
+        sock = _connect(port)
+        sock.sendall(b"GET /socket/websocket HTTP/1.1\r\nHost : 127.0.0.1\r\n\r\n")
+        data, _ = _read_all(sock)
+        assert data.startswith(b"HTTP/1.1 400 ")
+    lines = [r.getMessage() for r in caplog.records if "invalid header line" in r.getMessage()]
+    assert len(lines) == 1 and "400" in lines[0]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.fixture
+def environ_port():
+    """A server whose HTTP app answers with the WSGI environ's HTTP_* and CONTENT_* keys."""
+
+    def app(environ, start_response):
+        shown = {k: v for k, v in environ.items() if k.startswith(("HTTP_", "CONTENT_"))}
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps(shown, sort_keys=True).encode()]
+
+    endpoint = Endpoint(
+        f"Head.Environ.{os.getpid()}.{time.monotonic_ns()}",
+        pubsub_server="Head.Environ.PubSub",
+        sockets=[("/socket", HeadSocket, {"drainer": False})],
+        http_app=app,
+    )
+    tree = Application(
+        [PubSub.child_spec(name="Head.Environ.PubSub"), *endpoint.child_specs(server={"host": "127.0.0.1", "port": 0})]
+    )
+    tree.start()
+    try:
+        yield endpoint.bound[1]
+    finally:
+        tree.stop()
+
+
+def test_the_environ_gets_every_header_as_wsgi_asks(environ_port):
+    sock = _connect(environ_port)
+    sock.sendall(
+        b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Tag: one\r\nx-tag: two\r\nCookie: a=1\r\nCookie: b=2\r\n"
+        b"X_Smuggled: yes\r\nX-Folded: first\r\n  second\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n"
+        b"Connection: close\r\n\r\nhi"
+    )
+    data, _ = _read_all(sock)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    shown = json.loads(body)
+    assert shown == {
+        "CONTENT_LENGTH": "2",
+        "CONTENT_TYPE": "text/plain",
+        "HTTP_CONNECTION": "close",
+        "HTTP_COOKIE": "a=1; b=2",
+        "HTTP_HOST": "127.0.0.1",
+        "HTTP_X_FOLDED": "first second",
+        "HTTP_X_TAG": "one,two",
+    }

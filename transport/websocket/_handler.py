@@ -10,6 +10,7 @@ from geventwebsocket.websocket import Stream
 
 from ._connection import WebSocket
 from ._handshake import SUPPORTED_VERSIONS, Refusal, check_request
+from ._head import read_headers
 
 __all__ = ["WebSocketHandler"]
 
@@ -36,6 +37,26 @@ class WebSocketHandler(_gwsh.WebSocketHandler):
     ws_write_timeout: float | None = 10.0
     ws_close_timeout: float = 2.0
     websocket: WebSocket | None  # set by upgrade_websocket, cleared when the connection ends
+
+    def MessageClass(self, fp: Any, *_args: Any) -> Any:  # noqa: N802 - pywsgi's name
+        """The request's header block (pywsgi's hook): parsed in one pass, not through the
+        stdlib's e-mail parser (see ``_head``)."""
+        return read_headers(fp)
+
+    def _headers(self) -> Any:
+        # pywsgi's environ builder, over the parsed fields instead of re-split text lines:
+        # HTTP_<NAME> per field, names holding "_" dropped (they could pass for a dash),
+        # Content-Type and Content-Length left to get_environ's own keys.
+        fields = getattr(self.headers, "fields", None)
+        if fields is None:  # a subclass brought its own MessageClass
+            yield from super()._headers()
+            return
+        for name, value in fields():
+            if "_" in name:
+                continue
+            key = name.replace("-", "_").upper()
+            if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
+                yield "HTTP_" + key, value
 
     def select_subprotocol(self, offered: list[str]) -> str | None:
         """The subprotocol to accept among those the client offered (in its order), or None.
