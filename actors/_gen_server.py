@@ -532,7 +532,11 @@ def _loop(server: GenServer, me: Any, state: Any, timeout: Any, parent: Pid, hib
                         if rt._wait_watcher(me, idle_timer) is rt.WATCHER_FIRED and not mailbox:
                             idle_timer.close()
                             rt.hibernate(_loop, server, me, state, None, parent, hibernate_after)
-                msg = receive()
+                    # receive()'s fast path, inlined: a message is queued (a dead process
+                    # that swallowed its Exit goes to receive(), which stops it for good).
+                    msg = mailbox.popleft() if me.alive else receive()
+                else:
+                    msg = receive()
             elif timeout == "hibernate":
                 rt.hibernate(_loop, server, me, state, None, parent, hibernate_after)
             elif timeout.__class__ is tuple and timeout[0] == "continue":
@@ -562,7 +566,11 @@ def _loop(server: GenServer, me: Any, state: Any, timeout: Any, parent: Pid, hib
                 # __eq__ raises must reach handle_info, not crash the server).
                 if len(msg) == 3 and me.trap_exit and kind.__class__ is str and kind == "EXIT" and parent == msg[1]:
                     raise _Stop(msg[2], state)
-            state, timeout = _noreply_result(server, "handle_info", server.handle_info(msg, state))
+            result = server.handle_info(msg, state)
+            if result.__class__ is tuple and len(result) == 2 and result[0] == "noreply":
+                state, timeout = result[1], None  # the usual answer, without the general check
+                continue
+            state, timeout = _noreply_result(server, "handle_info", result)
     except _Stop as stop:
         _terminate(server, me, stop.reason, stop.state, msg, None)
     except Exit as e:

@@ -215,6 +215,8 @@ class _Proc:
         self.alive = True
         self.reason: Any = None
         self.tracer: _Proc | None = None
+        # A str, or what names it on demand (the spawned callable, an adopted greenlet):
+        # naming costs string work every spawn pays and few ever read (_initial_call).
         self.initial_call = initial_call
         self.label: Any = None
         self.adopted = adopted
@@ -252,7 +254,8 @@ class _ProcGreenlet(greenlet):
     running: _Proc | None
 
 
-_procs: dict[Pid, _Proc] = {}
+# Every live process by pid number, oldest first. Keyed by the int, not the Pid: a Pid's
+# hash is a Python-level __hash__ call, and every spawn and exit touches this table.
 _by_number: dict[int, _Proc] = {}
 _names: dict[str, _Proc] = {}
 # Greenlets that are not ours but used the API (a test, a WSGI handler, the main greenlet).
@@ -278,7 +281,6 @@ _traced_by: dict[_Proc, set[_Proc]] = {}
 
 
 def _register_proc(proc: _Proc) -> None:
-    _procs[proc.pid] = proc
     _by_number[proc.pid._n] = proc
 
 
@@ -326,7 +328,7 @@ def _adopt(g: Any) -> _Proc:
         raise NotAProcessError(
             "this function needs a calling process; it was called from gevent's hub (a timer or I/O callback), which is not one"
         )
-    proc = _Proc(g, _describe_greenlet(g), adopted=True)
+    proc = _Proc(g, g, adopted=True)
     _adopted[g] = proc
     _register_proc(proc)
     if isinstance(g, gevent.Greenlet):
@@ -353,6 +355,16 @@ def _describe_greenlet(g: Any) -> str:
         return "main greenlet"
     run = getattr(g, "_run", None) or getattr(g, "run", None)
     return f"adopted greenlet {_callable_name(run)}" if run is not None else "adopted greenlet"
+
+
+def _initial_call(proc: _Proc) -> Any:
+    """``proc``'s initial call as shown to people: named here, once, when first asked."""
+    call = proc.initial_call
+    if call.__class__ is str:
+        return call
+    name = _describe_greenlet(call) if isinstance(call, greenlet) else _callable_name(call)
+    proc.initial_call = name
+    return name
 
 
 def _callable_name(fn: Any) -> str:
@@ -540,12 +552,13 @@ def _run_process(proc: _Proc, fn: Callable[..., Any], args: tuple, kwargs: dict)
             log.error(
                 "Process %s (%s) crashed: %r",
                 proc.pid,
-                proc.initial_call,
+                _initial_call(proc),
                 e,
                 exc_info=e,
                 extra={"pid": str(proc.pid), "reason": e},
             )
-    _terminate(proc, reason)
+    if proc.alive:  # a body that applied its own death (a transport's) is done with it
+        _terminate(proc, reason)
 
 
 def _spawn(
@@ -566,7 +579,7 @@ def _spawn(
     if _unwinding:
         _check_caller()
     hub = get_hub()
-    proc = _Proc(None, initial_call or _callable_name(fn))
+    proc = _Proc(None, initial_call or fn)
     g = _new_greenlet(proc)
     proc.trap_exit = trap_exit
     _register_proc(proc)
@@ -723,6 +736,11 @@ def spawn_monitor(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Pi
 
 def self() -> Pid:  # noqa: A001 - Erlang's name, deliberately
     """The calling process's pid (a plain greenlet is adopted as a process)."""
+    g = getcurrent()
+    if g.__class__ is _ProcGreenlet:  # _current's first case, inlined: the common caller
+        proc = g.proc
+        if proc.alive:
+            return proc.pid
     return _current().pid
 
 
@@ -1008,7 +1026,7 @@ def _bury(proc: _Proc, exc: BaseException | None) -> None:
         "swallowed %s (an `except:` or `except BaseException:` that does not re-raise). "
         "It is stopped for good at its runtime call from %s; its greenlet stays parked.",
         proc.pid,
-        proc.initial_call,
+        _initial_call(proc),
         proc.reason,
         _swallowed_at(exc),
         _caller_outside_runtime(),
@@ -1328,7 +1346,6 @@ def _terminate(proc: _Proc, reason: Any) -> None:
             _count_exit(why)
         pid = p.pid
         pid._proc = None
-        _procs.pop(pid, None)
         _by_number.pop(pid._n, None)
         if p.name is not None:
             if _names.get(p.name) is p:
@@ -1467,6 +1484,9 @@ def unregister(name: str) -> None:
 
 def whereis(name: Any) -> Pid | None:
     """The pid registered as ``name`` (a str or a ``via`` tuple), or None."""
+    if name.__class__ is str:
+        proc = _names.get(name)
+        return proc.pid if proc is not None else None
     if name.__class__ is tuple:
         via = _via_lookup(name, "whereis")
         return via.pid if via is not None else None
@@ -1652,7 +1672,7 @@ def read_timer(tref: TimerRef) -> int | bool:
 def processes() -> list[Pid]:
     """Every live process, oldest first."""
     _reap_dead_adopted()
-    return list(_procs)
+    return [proc.pid for proc in _by_number.values()]
 
 
 # Exits counted by reason class while someone asked for it (count_exits): None costs one
@@ -1685,7 +1705,7 @@ def count_exits(on: bool) -> None:
     global _exit_counts, _count_base
     if on:
         _reap_dead_adopted()
-        _count_base = len(_procs)
+        _count_base = len(_by_number)
         _exit_counts = {"normal": 0, "shutdown": 0, "killed": 0, "error": 0}
     else:
         _exit_counts = None
@@ -1705,7 +1725,7 @@ def statistics(pace: Callable[[], None] | None = None) -> dict[str, Any]:
     longest = 0
     longest_proc = None
     total = 0
-    for i, proc in enumerate(list(_procs.values())):
+    for i, proc in enumerate(list(_by_number.values())):
         if pace is not None and not i & 63:
             pace()
         n = len(proc.mailbox)
@@ -1716,11 +1736,11 @@ def statistics(pace: Callable[[], None] | None = None) -> dict[str, Any]:
     counts = _exit_counts
     exits = dict(counts) if counts is not None else None
     return {
-        "process_count": len(_procs),
+        "process_count": len(_by_number),
         "message_queue_total": total,
         "longest_message_queue": longest,
         "longest_message_queue_pid": longest_proc.pid if longest_proc is not None else None,
-        "spawned": len(_procs) - _count_base + sum(exits.values()) if exits is not None else None,
+        "spawned": len(_by_number) - _count_base + sum(exits.values()) if exits is not None else None,
         "exits": exits,
     }
 
@@ -1779,7 +1799,7 @@ def process_info(pid: Pid, *, messages: bool = False, stack: bool = True) -> dic
         "monitors": [("process", p.pid) for p in (proc.monitors or {}).values()],
         "monitored_by": [p.pid for p in (proc.monitored_by or {}).values()],
         "trap_exit": proc.trap_exit,
-        "initial_call": proc.initial_call,
+        "initial_call": _initial_call(proc),
         "label": proc.label,
         "hibernating": proc.glet is _HIBERNATED,
     }
@@ -1861,4 +1881,4 @@ def _trace_event(proc: _Proc, tracer: _Proc, event: tuple) -> None:
 
 
 def _all_procs() -> Iterable[_Proc]:
-    return list(_procs.values())
+    return list(_by_number.values())

@@ -312,21 +312,23 @@ class PartitionSupervisor:
         pid = supervisor_start_link(
             children, strategy="one_for_one", max_restarts=max_restarts, max_seconds=max_seconds, name=name
         )
-        _PARTITIONS[name] = count
+        _PARTITIONS[name] = tuple(_partition_name(name, i) for i in range(count))
         return pid
 
 
-_PARTITIONS: dict[str, int] = {}
+# pool name -> its partitions' registered names, built once (every channel join looks one up)
+_PARTITIONS: dict[str, tuple[str, ...]] = {}
 
 
 def partition_for(name: str, key: Any) -> Pid:
     """The pid of the partition ``hash(key) % partitions`` of pool ``name``."""
-    count = _PARTITIONS.get(name)
-    if count is None or actors.whereis(name) is None:
+    names = _PARTITIONS.get(name)
+    if names is None or actors.whereis(name) is None:
         raise SupervisorError(("no_pool", name))
-    pid = actors.whereis(_partition_name(name, hash(key) % count))
+    index = hash(key) % len(names)
+    pid = actors.whereis(names[index])
     if pid is None:
-        raise SupervisorError(("partition_down", name, hash(key) % count))
+        raise SupervisorError(("partition_down", name, index))
     return pid
 
 

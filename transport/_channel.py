@@ -35,10 +35,11 @@ import time
 from typing import Any
 
 import actors
+import supervision
 from actors import GenServer, Pid
 from actors import _runtime as rt
 
-from . import _logger, _telemetry, _transport
+from . import _logger, _telemetry, _transport, pubsub
 from ._message import Broadcast, Message, Reply
 from ._socket import Socket as _Socket
 
@@ -159,8 +160,6 @@ def broadcast_from_or_raise(socket: Any, event: str, payload: Any) -> None:
 
 def broadcast_message(pubsub_server: str, from_pid: Pid | None, topic: str, event: str, payload: Any, *, raising: bool) -> Any:
     """Broadcast a channel event on ``topic`` through ``pubsub_server``; shared by channels and the endpoint."""
-    from . import pubsub
-
     message = Broadcast(topic=topic, event=event, payload=payload)
     if from_pid is None:
         to_all = pubsub.broadcast_or_raise if raising else pubsub.broadcast
@@ -243,8 +242,6 @@ def join(socket: Any, channel: Any, message: Message, opts: dict) -> tuple:
     The caller keeps the monitor the join was made under (Phoenix's transport demonitors
     and monitors again; one monitor throughout is the same to everyone else).
     """
-    import supervision
-
     extra = opts.get("assigns")
     chan_socket = _channel_socket(socket, message, channel, {**socket.assigns, **extra} if extra else dict(socket.assigns))
     me = actors.self()
@@ -311,7 +308,11 @@ def _channel_socket(socket: Any, message: Message, channel: Any, assigns: dict) 
 def _channel_main(channel_cls: type[Channel], from_: tuple) -> None:
     """The body of a channel process started under the pool (Channel.Server's init)."""
     me = rt._current()
-    parent = next(iter(me.links)).pid if me.links else me.pid
+    links = me.links  # the partition supervisor's link, made at spawn
+    if links.__class__ is rt._OneLink and links.proc is not None:
+        parent = links.proc.pid
+    else:
+        parent = next(iter(links)).pid if links else me.pid
     server = ChannelServer(channel_cls())
     mailbox = me.mailbox
     # The transport sends the join right after spawning, before this runs, so it is
@@ -422,8 +423,6 @@ class ChannelServer(GenServer):
         return state
 
     def _after_join(self, socket: Any) -> Any:
-        from . import pubsub
-
         if socket.pubsub_server is None:
             raise RuntimeError("the socket's endpoint has no pubsub_server configured")
         actors.monitor(socket.transport_pid)

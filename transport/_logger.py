@@ -32,6 +32,10 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 
 
 def _level(value: Any) -> int | None:
+    if value.__class__ is str:
+        known = _LEVELS.get(value)  # the usual spelling: no lower() per connect and join
+        if known is not None:
+            return known
     if value is False or value is None:
         return None
     if isinstance(value, int):

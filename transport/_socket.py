@@ -40,8 +40,9 @@ from typing import Any
 import actors
 from actors import TIMEOUT, Pid
 
-from . import _logger, _telemetry, _transport
+from . import _logger, _telemetry, _transport, pubsub
 from ._message import Broadcast, InvalidMessageError, Message, Reply
+from .serializers import negotiate
 
 log = logging.getLogger("transport.socket")
 
@@ -150,8 +151,6 @@ def connect(
     serializers: list,
 ) -> Any:
     """Phoenix's ``__connect__``: ('ok', SocketConnection) | 'error' | ('error', reason)."""
-    from .serializers import negotiate
-
     # Elixir's `params["vsn"] || "1.0.0"`: only a missing vsn defaults; "" is refused.
     vsn = params.get("vsn")
     observed = not _logger.connected_unobserved(handler_cls)  # usually not: no clock, no event
@@ -261,8 +260,6 @@ class SocketConnection:
         socket = self.socket
         socket.transport_pid = actors.self()
         if socket.id is not None and socket.pubsub_server is not None:
-            from . import pubsub
-
             pubsub.subscribe(socket.pubsub_server, socket.id)
 
     def handle_in(self, data: Any, opcode: str) -> Any:
@@ -345,8 +342,6 @@ class SocketConnection:
         return None
 
     def _join(self, message: Message) -> Any:
-        from ._channel import join as channel_join
-
         topic = message.topic
         route = self.handler.channel_for(topic)
         if route is None:
@@ -371,7 +366,7 @@ class SocketConnection:
                 status="error",
             )
         channel, opts = route
-        result = channel_join(self.socket, channel, message, opts)
+        result = _channel.join(self.socket, channel, message, opts)
         if result[0] == "ok":
             _status, reply, pid, ref = result
             self.channels[topic] = [pid, ref, "joined"]
@@ -450,3 +445,7 @@ def _shutdown_duplicate_channel(pid: Pid) -> None:
 
 
 __all__ += ["InvalidMessageError"]
+
+
+# Last: _channel imports this module's Socket, and _join needs _channel's join.
+from . import _channel  # noqa: E402

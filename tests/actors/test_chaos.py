@@ -30,10 +30,10 @@ def _tag(reason):
 
 def _check_tables(records):
     """The runtime's invariants, checked against every record ever created."""
-    live = set(rt._procs.values())
+    live = set(rt._by_number.values())
     assert all(p.alive for p in live)
-    assert set(rt._by_number) == {p.pid._n for p in live}
     assert all(rt._by_number[p.pid._n] is p for p in live)
+    assert set(actors.processes()) == {p.pid for p in live}
     for name, p in rt._names.items():
         assert p in live and p.name == name
     for g, p in rt._adopted.items():
@@ -62,7 +62,7 @@ def _check_tables(records):
 def test_chaos_random_deaths_leave_clean_tables():
     rng = random.Random(20240611)
     me = actors.self()
-    my_proc = rt._procs[me]
+    my_proc = me._proc
     actors.trap_exit(True)  # the test links to some workers and must survive them
     records: list = []
     pop: list = []  # pids of the live workers
@@ -120,7 +120,7 @@ def test_chaos_random_deaths_leave_clean_tables():
             refs.append(ref)
         else:
             pid = actors.spawn(worker, trap)
-        records.append(rt._procs[pid])
+        records.append(pid._proc)
         pop.append(pid)
         if rng.random() < 0.2:
             try:
@@ -139,7 +139,7 @@ def test_chaos_random_deaths_leave_clean_tables():
         while deaths < 10_000:
             step += 1
             # Everyone alive takes part, including children that workers spawned.
-            pop[:] = [p for p in rt._procs if p != me]
+            pop[:] = [p.pid for p in rt._by_number.values() if p.pid != me]
             while len(pop) < 40:
                 spawn_one()
             # Structure: links, monitors, trap flags, names.
@@ -190,7 +190,7 @@ def test_chaos_random_deaths_leave_clean_tables():
         # Let every queued command run, then end everyone.
         gevent.sleep(0)
         gevent.sleep(0)
-        for p in list(rt._procs):
+        for p in [proc.pid for proc in rt._by_number.values()]:
             if p != me:
                 actors.exit(p, "kill")
         deadline = time.perf_counter() + 10
@@ -205,7 +205,7 @@ def test_chaos_random_deaths_leave_clean_tables():
 
     assert len(records) > 1000  # the population really churned
     _check_tables(records)
-    assert list(rt._procs) == [me]
+    assert actors.processes() == [me]
     assert list(rt._by_number) == [me._n]
     assert rt._names == {}
     assert list(rt._adopted.values()) == [my_proc]

@@ -744,5 +744,5 @@ def test_internal_tables_are_clean_after_link_deaths():
     a, b = _linked_pair()
     actors.exit(a, "boom")
     gevent.sleep(0)
-    assert a not in rt._procs and b not in rt._procs
+    assert a not in actors.processes() and b not in actors.processes()
     assert a._n not in rt._by_number and b._n not in rt._by_number

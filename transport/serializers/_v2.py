@@ -175,13 +175,19 @@ class V2JSONSerializer(SingletonSerializer):
     def decode(self, data: str | bytes, opcode: str) -> Message:
         """Decode a client frame: ``opcode`` ``"text"`` (a JSON array) or ``"binary"``."""
         if opcode == "text":
-            value = parse(as_text(data))
+            value = parse(data if data.__class__ is str else as_text(data))
             if value.__class__ is not list or len(value) < 5:
                 raise InvalidMessageError(
                     f"V2 expects a JSON array [join_ref, ref, topic, event, payload], got {describe(value)}"
                 )
             join_ref, ref, topic, event, payload = value[:5]
-            check_fields(topic, event, ref, join_ref)
+            if (
+                topic.__class__ is not str
+                or event.__class__ is not str
+                or (ref is not None and ref.__class__ is not str)
+                or (join_ref is not None and join_ref.__class__ is not str)
+            ):
+                check_fields(topic, event, ref, join_ref)  # raises, naming the bad field
             return Message(topic, event, payload, ref, join_ref)
         if opcode == "binary":
             raw = _as_bytes(data)
