@@ -881,15 +881,19 @@ def tune_gc() -> None:
     gc.set_threshold(*SERVER_GC_THRESHOLD)
 
 
-def tune_serving() -> None:
-    """What a served node sets once started: :func:`tune_gc`, and gevent's greenlet-tree
-    tracking off unless ``GEVENT_TRACK_GREENLET_TREE`` asks for it. The tracking records
-    the spawning stack of every greenlet the HTTP server starts (one per connection:
-    about 1% of a connect-join-leave-close cycle here), for gevent's run-info dumps; the
-    debug shell and ``actors.process_info`` do not use it."""
-    tune_gc()
+def tune_gevent() -> None:
+    """gevent's greenlet-tree tracking off, unless ``GEVENT_TRACK_GREENLET_TREE`` asks for
+    it. The tracking records the spawning stack of every greenlet the HTTP server starts
+    (one per connection: about 1% of a connect-join-leave-close cycle here), for gevent's
+    run-info dumps; the debug shell and ``actors.process_info`` do not use it."""
     if "GEVENT_TRACK_GREENLET_TREE" not in os.environ:
         gevent.config.track_greenlet_tree = False
+
+
+def tune_serving() -> None:
+    """What a served node sets once started: :func:`tune_gc` and :func:`tune_gevent`."""
+    tune_gc()
+    tune_gevent()
 
 
 def main(endpoint: Any, children: list, argv: list[str] | None = None, *, announce: tuple = ()) -> int:
