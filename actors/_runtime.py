@@ -247,11 +247,16 @@ class _ProcGreenlet(greenlet):
     mapping and unmapping the frame stack CPython gives every greenlet; a pooled one costs
     a switch). ``running`` is the process whose body it is executing, None between
     processes, so a kill aimed at a process that has ended never reaches its successor.
+
+    A pooled greenlet may also run a body that is no process (:func:`_spawn_plain`, a
+    connection's HTTP handler): ``proc`` is None and ``plain`` describes the body; it is
+    adopted as a process on its first runtime call, as any greenlet is.
     """
 
-    __slots__ = ("proc", "running")
+    __slots__ = ("proc", "running", "plain")
     proc: _Proc  # None once the process has ended (assigned with a type: ignore)
     running: _Proc | None
+    plain: str | None
 
 
 # Every live process by pid number, oldest first. Keyed by the int, not the Pid: a Pid's
@@ -288,9 +293,10 @@ def _current() -> _Proc:
     g = getcurrent()
     if g.__class__ is _ProcGreenlet:
         proc = g.proc
-        if not proc.alive:
-            _dead_call(proc)  # a dead process runs no runtime call: see _dead_call
-        return proc
+        if proc is not None:
+            if not proc.alive:
+                _dead_call(proc)  # a dead process runs no runtime call: see _dead_call
+            return proc
     adopted = _adopted.get(g)
     if adopted is not None and adopted.alive:
         return adopted
@@ -302,9 +308,10 @@ def _current_or_none() -> _Proc | None:
     g = getcurrent()
     if g.__class__ is _ProcGreenlet:
         proc = g.proc
-        if not proc.alive:
-            _dead_call(proc)
-        return proc
+        if proc is not None:
+            if not proc.alive:
+                _dead_call(proc)
+            return proc
     adopted = _adopted.get(g)
     if adopted is not None and adopted.alive:
         return adopted
@@ -331,7 +338,9 @@ def _adopt(g: Any) -> _Proc:
     proc = _Proc(g, g, adopted=True)
     _adopted[g] = proc
     _register_proc(proc)
-    if isinstance(g, gevent.Greenlet):
+    if g.__class__ is _ProcGreenlet:
+        g.running = proc  # a plain body's greenlet (_spawn_plain): signals aimed at it land
+    elif isinstance(g, gevent.Greenlet):
         g.rawlink(_adopted_greenlet_ended)
     return proc
 
@@ -351,6 +360,8 @@ def _adopted_greenlet_ended(g: gevent.Greenlet) -> None:
 
 
 def _describe_greenlet(g: Any) -> str:
+    if g.__class__ is _ProcGreenlet and g.plain is not None:
+        return g.plain
     if g.parent is None:
         return "main greenlet"
     run = getattr(g, "_run", None) or getattr(g, "run", None)
@@ -417,6 +428,9 @@ def _release_current(reason: Any = "normal") -> None:
 # interval end, oldest first. Churn keeps its working set (at a bound of 64, 50 concurrent
 # connections churning still made 0.47 greenlets per cycle; at 256, none).
 _pool: list[_ProcGreenlet] = []
+# Bodies handed on by _handoff from a plain body's greenlet, to run there next as the
+# process: proc -> (fn, args).
+_handed_on: dict[_Proc, tuple] = {}
 _POOL_MAX = 256
 _POOL_KEEP = 32
 _POOL_TRIM_INTERVAL = 0.2
@@ -446,11 +460,12 @@ def _pool_append(g: _ProcGreenlet) -> None:
     _pool.append(g)
     if _pool_trimmer is None and len(_pool) > _POOL_KEEP:
         _pool_low = len(_pool)
-        _pool_trimmer = get_hub().loop.timer(_POOL_TRIM_INTERVAL, _POOL_TRIM_INTERVAL)
+        # Unreferenced: housekeeping must not keep the hub (gevent.wait(), a test's loop) alive.
+        _pool_trimmer = get_hub().loop.timer(_POOL_TRIM_INTERVAL, _POOL_TRIM_INTERVAL, ref=False)
         _pool_trimmer.start(_trim_pool)
 
 
-def _new_greenlet(proc: _Proc) -> _ProcGreenlet:
+def _new_greenlet(proc: _Proc | None) -> _ProcGreenlet:
     """A greenlet for ``proc``, from the pool if one is idle; start it with
     ``g.switch(main, fn, args, kwargs)`` (``main`` is ``_process_main`` or ``_handoff_main``)."""
     global _pool_low
@@ -461,9 +476,11 @@ def _new_greenlet(proc: _Proc) -> _ProcGreenlet:
     else:
         g = _ProcGreenlet(_pooled_main, get_hub())
         g.running = None
+        g.plain = None
         _pool_low = 0
-    g.proc = proc
-    proc.glet = g
+    g.proc = proc  # type: ignore[assignment]
+    if proc is not None:
+        proc.glet = g
     return g
 
 
@@ -508,6 +525,46 @@ def _process_main(fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
         # all its state) would wait for a cyclic collection, which a server tunes to be
         # rare. Unlinked, it is freed as it ends.
         g.proc = None  # type: ignore[attr-defined]
+
+
+def _spawn_plain(fn: Callable[..., Any], args: tuple, description: str) -> None:
+    """Run ``fn(*args)`` at the hub's next turn in a pooled greenlet, as no process (as
+    ``gevent.spawn`` would, without a new greenlet): it is adopted as one on its first
+    runtime call, and that process ends when ``fn`` returns, unless it was handed on
+    (:func:`_handoff`), which then runs in this same greenlet. For a server's connection
+    handler: ``description`` names it to introspection."""
+    g = _new_greenlet(None)
+    get_hub().loop.run_callback(g.switch, _plain_main, fn, args, description)
+
+
+def _plain_main(fn: Callable[..., Any], args: tuple, description: str) -> None:
+    g: Any = getcurrent()
+    g.plain = description
+    try:
+        _call(fn, args, {})
+        reason: Any = "normal"
+    except Exit as e:
+        reason = e.reason
+    except gevent.GreenletExit:
+        reason = "killed"
+    except BaseException as e:  # noqa: BLE001 - reported once, as gevent reports a greenlet's
+        reason = e
+        log.error("%s crashed: %r", description, e, exc_info=e)
+    finally:
+        g.plain = None
+        # The body's adopted process, if it used the runtime and was not handed on, ends
+        # with it (as an adopted gevent greenlet's does); no signal meant for it may reach
+        # what this greenlet runs next.
+        adopted = _adopted.get(g)
+        if adopted is not None:
+            _terminate(adopted, reason)
+        if _dying:
+            _dying.pop(g, None)
+        g.running = None
+    if g.proc is not None:  # handed on: the process's next body runs here, its stack gone
+        fn, args = _handed_on.pop(g.proc)
+        g.running = g.proc
+        _handoff_main(fn, args)
 
 
 def _call(fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
@@ -670,6 +727,15 @@ def _handoff(initial_call: Any, fn: Callable[..., Any], args: tuple) -> _Proc:
     """
     g0 = getcurrent()
     proc = _current()
+    if proc.adopted and g0.__class__ is _ProcGreenlet and _adopted.get(g0) is proc:
+        # A plain body's greenlet (_spawn_plain): the process stays here, and fn runs as its
+        # body once the plain body has returned (no second greenlet).
+        del _adopted[g0]
+        proc.adopted = False
+        proc.initial_call = initial_call
+        g0.proc = proc
+        _handed_on[proc] = (fn, args)
+        return proc
     if proc.adopted:
         if _adopted.get(g0) is proc:
             del _adopted[g0]
@@ -690,7 +756,10 @@ def _handoff_main(fn: Callable[..., Any], args: tuple, _kwargs: None = None) -> 
         return
     # Killed before its greenlet ran: unlike a spawned function, fn owns what the old
     # greenlet handed it (a socket), so it runs anyway and meets its death at its first
-    # runtime call.
+    # runtime call (afresh: an Exit the old body got was that body's to handle).
+    proc.unwound = False
+    if _unwinding:
+        _unwinding.pop(proc, None)
     try:
         fn(*args)
     except BaseException:  # noqa: BLE001, S110 - the process is dead already
@@ -739,7 +808,7 @@ def self() -> Pid:  # noqa: A001 - Erlang's name, deliberately
     g = getcurrent()
     if g.__class__ is _ProcGreenlet:  # _current's first case, inlined: the common caller
         proc = g.proc
-        if proc.alive:
+        if proc is not None and proc.alive:
             return proc.pid
     return _current().pid
 
@@ -918,7 +987,7 @@ def receive(
         g = getcurrent()
         if g.__class__ is _ProcGreenlet:
             proc = g.proc
-            if proc.alive and proc.mailbox:
+            if proc is not None and proc.alive and proc.mailbox:
                 return proc.mailbox.popleft()
     proc = _current()
     if timeout is not None:

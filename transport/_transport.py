@@ -362,8 +362,11 @@ def spawn_stream(
     outbound_policy: str = "close",
     hibernate_after: float | None = HIBERNATE_AFTER,
 ) -> Any:
-    """:func:`serve_stream` in a process of its own: the calling greenlet (whose process, if
-    ``connect`` made one, becomes the transport, pid and all) returns at once and may end.
+    """:func:`serve_stream` as the calling process's next body: the caller returns at once
+    and the connection's process becomes the transport, pid and all. Under our HTTP server
+    the connection is already a process and the transport runs in its greenlet once the
+    HTTP handler has returned; another server's handler greenlet is adopted, hands the
+    process to a new greenlet, and may end.
 
     The transport then waits on its socket without any greenlet of the server's, and after
     ``hibernate_after`` seconds without input (None: never) with nothing queued it

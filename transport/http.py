@@ -85,7 +85,7 @@ import os
 import signal
 from collections.abc import Callable
 from time import monotonic
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 import gevent
@@ -95,6 +95,7 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 
 import actors
 from actors import GenServer
+from actors import _runtime as rt
 from supervision import ChildSpec
 
 from ._memory import start_memory_reclaimer
@@ -457,9 +458,9 @@ class _WebSocketIO:
 
 
 def run_websocket(ws: Any, mount: _Mount, connection: Any, peer: str | None = None, path: str | None = None) -> bool:
-    """Run one upgraded connection. Over plain TCP the transport becomes a process of its
-    own (:func:`spawn_stream`: it can hibernate) and this returns True at once: the HTTP
-    handler's greenlet may end without closing the socket. Over TLS this greenlet becomes
+    """Run one upgraded connection. Over plain TCP the connection's process is handed on
+    to its transport (:func:`spawn_stream`: it can hibernate) and this returns True at once:
+    the HTTP handler returns without closing the socket. Over TLS this greenlet becomes
     the transport process, reading frames and writing pushes itself, then completes the
     closing handshake, and False is returned."""
     opts = mount.options
@@ -780,6 +781,17 @@ class _QuietLog:
         """Nothing buffered here (gevent's log stream protocol)."""
 
 
+def _spawn_connection(handle: Callable[..., Any], *args: Any) -> None:
+    """The server's spawn: each accepted connection's handler runs in a greenlet from the
+    runtime's pool, adopted as a process if it uses the runtime (a socket's ``connect``, a
+    LongPoll request). A WebSocket upgrade hands that process on to its transport
+    (``spawn_stream``), which then runs in the same greenlet once pywsgi's handler has
+    returned: one greenlet per connection where a gevent greenlet per connection and a
+    second one for the transport cost about 7 µs each to create (most of it the kernel
+    mapping a new frame stack)."""
+    rt._spawn_plain(handle, args, "transport.http.connection")
+
+
 class _Server(WSGIServer):
     """pywsgi's server, with failed TLS handshakes (a plain HTTP client on the TLS port, a
     scanner, a client refusing our certificate) closed quietly: one rate-limited line
@@ -845,6 +857,7 @@ class HttpServer(GenServer):
             server = _Server(
                 _reuse_port_listener(host, port, opts.get("backlog", 1024)) if opts.get("reuse_port") else (host, port),
                 app,
+                spawn=cast(Any, _spawn_connection),  # gevent ignores what spawn returns
                 handler_class=PhoenixHandler,
                 log=_QuietLog(),
                 error_log=_QuietLog(),

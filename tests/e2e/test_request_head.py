@@ -190,3 +190,16 @@ def test_the_environ_gets_every_header_as_wsgi_asks(environ_port):
         "HTTP_X_FOLDED": "first second",
         "HTTP_X_TAG": "one,two",
     }
+
+
+def test_plain_http_connections_leave_no_process_behind(environ_port):
+    """Handlers run in the runtime's pooled greenlets, as no process unless they use the
+    runtime: serving plain HTTP leaves nothing in the process table."""
+    before = set(actors.processes())
+    for _ in range(5):
+        sock = _connect(environ_port)
+        sock.sendall(b"GET /a HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        data, _ = _read_all(sock)
+        assert data.startswith(b"HTTP/1.1 200 ")
+        sock.close()
+    assert set(actors.processes()) <= before
