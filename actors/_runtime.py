@@ -534,12 +534,16 @@ def _spawn_plain(fn: Callable[..., Any], args: tuple, description: str) -> None:
     (:func:`_handoff`), which then runs in this same greenlet. For a server's connection
     handler: ``description`` names it to introspection."""
     g = _new_greenlet(None)
-    get_hub().loop.run_callback(g.switch, _plain_main, fn, args, description)
+    # In a list the body empties: _pooled_main's frame, below the transport's for the
+    # connection's life, must not keep the handler's arguments (socket, address) alive.
+    get_hub().loop.run_callback(g.switch, _plain_main, [fn, args], None, description)
 
 
-def _plain_main(fn: Callable[..., Any], args: tuple, description: str) -> None:
+def _plain_main(call: list, _args: None, description: str) -> None:
     g: Any = getcurrent()
     g.plain = description
+    fn, args = call
+    call.clear()
     try:
         _call(fn, args, {})
         reason: Any = "normal"

@@ -90,7 +90,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import gevent
 import gevent.event
-from gevent import Timeout
+from gevent import get_hub, getcurrent
 from gevent.pywsgi import WSGIHandler, WSGIServer
 
 import actors
@@ -487,6 +487,11 @@ def run_websocket(ws: Any, mount: _Mount, connection: Any, peer: str | None = No
     return False
 
 
+class _HeadTimeout(BaseException):
+    """The request head took too long (a BaseException: pywsgi's ``except Exception``
+    must let it through to ``handle_one_request``)."""
+
+
 class PhoenixHandler(WebSocketHandler):
     """pywsgi handler: decides socket upgrades (origin, connect) before the handshake."""
 
@@ -550,14 +555,16 @@ class PhoenixHandler(WebSocketHandler):
         # is dropped instead of holding a file descriptor and a greenlet forever. It also
         # bounds how long a keep-alive connection may wait for its next request.
         seconds = getattr(self.server, "request_timeout", DEFAULT_REQUEST_TIMEOUT_MS) / 1000.0
-        timer = Timeout(seconds)  # a BaseException: pywsgi's "except Exception" lets it through
-        self._head_timer = timer
+        # A bare loop timer that throws into this greenlet (what gevent.Timeout does, without
+        # its Python-level object and three method calls per request).
+        expired = _HeadTimeout()
+        timer = self._head_timer = get_hub().loop.timer(seconds)
         self._head_state = "line"
-        timer.start()
+        timer.start(getcurrent().throw, expired)
         try:
             return super().handle_one_request()
-        except Timeout as e:
-            if e is not timer:
+        except _HeadTimeout as e:
+            if e is not expired:
                 raise
             self.close_connection = True
             if self._head_state == "headers":
