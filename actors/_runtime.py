@@ -720,17 +720,26 @@ def _hibernate(fn: Callable[..., Any], args: tuple, on_exit: Any = None) -> Any:
     raise _Hibernate(fn, args, {}, on_exit)
 
 
-def _handoff(initial_call: Any, fn: Callable[..., Any], args: tuple) -> _Proc:
-    """Give the calling greenlet's process (adopting it first if need be) to a new greenlet
-    that runs ``fn(*args)`` at the hub's next turn; the caller runs on as a plain greenlet.
+def _handoff(initial_call: Any, fn: Callable[..., Any], args: tuple, proc: _Proc | None = None) -> _Proc:
+    """Make ``fn(*args)`` the calling process's next body, started as ``initial_call``
+    (``proc``: the caller's process, if the caller has it at hand).
 
-    The process keeps its pid, mailbox, links, monitors and name: what the handler's greenlet
-    did as it (a socket's ``connect``) stays done by it. Its new greenlet is a spawned one,
-    so it may hibernate. For a connection accepted by a server's greenlet that is about to
-    end (pywsgi's, once a WebSocket upgrade is done).
+    The process keeps its pid, mailbox, links, monitors and name: what the caller did as it
+    (a socket's ``connect``) stays done by it. For a connection's handler about to become
+    its transport (as Cowboy's connection process becomes a WebSocket handler):
+
+    * in a plain body's greenlet (:func:`_spawn_plain`, our HTTP server's connections) the
+      process stays in that greenlet, and ``fn`` runs there once the plain body has
+      returned, with its stack gone: no second greenlet;
+    * any other greenlet (adopted first if need be: another server's handler) gives the
+      process to a new greenlet that runs ``fn`` at the hub's next turn, and runs on as a
+      plain greenlet.
+
+    Either way ``fn`` runs as a spawned process's body, so it may hibernate.
     """
     g0 = getcurrent()
-    proc = _current()
+    if proc is None:
+        proc = _current()
     if proc.adopted and g0.__class__ is _ProcGreenlet and _adopted.get(g0) is proc:
         # A plain body's greenlet (_spawn_plain): the process stays here, and fn runs as its
         # body once the plain body has returned (no second greenlet).

@@ -377,8 +377,8 @@ def spawn_stream(
     proc = _rt._current()
     queue = _outbound[proc] = OutboundQueue(max_outbound_bytes, outbound_policy, io, conn)
     state = _Stream(conn, io, proc, stream, idle_timeout, queue, hibernate_after)
-    actors.set_label(("socket", conn.handler.__qualname__, conn.socket.id))
-    _rt._handoff("transport.serve", _stream_main, (state,))
+    proc.label = ("socket", conn.handler.__qualname__, conn.socket.id)  # set_label's, for the proc at hand
+    _rt._handoff("transport.serve", _stream_main, (state,), proc)
     return proc.pid
 
 
