@@ -64,6 +64,7 @@ def test_latin1_bytes_come_through_as_pywsgi_decodes_them():
         b": empty name",
         b"Bad(Name): x",
         b" leading fold with nothing before it",
+        b"\r",  # a bare CR before the CRLF: no field, and not the end of the block
     ],
 )
 def test_malformed_field_lines_are_value_errors(line):
@@ -78,6 +79,12 @@ def test_more_than_the_limit_of_headers_is_the_431_error():
     with pytest.raises(TooManyHeaders, match="headers") as caught:
         parse(too_many)
     assert isinstance(caught.value, http.client.HTTPException)
+
+
+def test_folded_lines_count_towards_the_limit():
+    folded = b"X-Long: start\r\n" + b" more\r\n" * MAX_HEADERS + b"\r\n"
+    with pytest.raises(TooManyHeaders):
+        parse(folded)
 
 
 def test_a_line_over_the_limit_sets_status_and_keeps_nothing():

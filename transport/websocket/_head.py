@@ -106,15 +106,19 @@ def read_headers(rfile: Any) -> Headers:
     """
     fields: list[tuple[str, str]] = []
     readline = rfile.readline
+    lines = 0  # folded lines count too, as http.client counts them: the block stays bounded
     while True:
         raw = readline(MAX_LINE + 1)
         if len(raw) > MAX_LINE:
             return Headers([], "Line too long")
         if raw in (b"\r\n", b"\n", b""):
             return Headers(fields)
-        if len(fields) >= MAX_HEADERS:
+        lines += 1
+        if lines > MAX_HEADERS:
             raise TooManyHeaders(f"got more than {MAX_HEADERS} headers")
         line = raw.decode("latin-1").rstrip("\r\n")
+        if not line:  # a bare CR, say: not the blank line that ends the block
+            raise ValueError(f"invalid header line {raw[:80]!r}")
         if line[0] in " \t":
             if not fields:
                 raise ValueError(f"invalid header line {line[:80]!r}: a continuation with no field before it")
