@@ -207,15 +207,20 @@ def dispatch(entries: Any, from_pid: Pid | None, message: Any) -> None:
     """
     send = actors.send
     push = _transport.push
+    # The sender is recognised by pid number: Pid's __eq__ is a Python call, once per
+    # subscriber per broadcast otherwise. No local Pid (None, a remote node's pid) skips none.
+    skip = from_pid._n if from_pid.__class__ is Pid else None
     if message.__class__ is not Broadcast:
         for pid, _meta in entries:
-            if pid != from_pid:
+            if skip is None or pid._n != skip:
                 send(pid, message)
         return
     event = message.event
     cache: dict[Any, tuple] = {}
+    # _transport.push's direct write, inlined: this loop runs once per subscriber.
+    idle = None if rt._tracing else _transport._idle_transports
     for pid, meta in entries:
-        if pid == from_pid:
+        if skip is not None and pid._n == skip:
             continue
         if meta.__class__ is tuple and len(meta) == 4 and meta[0] == "fastlane":
             if event in meta[3]:
@@ -226,7 +231,23 @@ def dispatch(entries: Any, from_pid: Pid | None, message: Any) -> None:
             if push_msg is None:
                 frame = serializer.fastlane(message)
                 push_msg = cache[serializer] = ("socket_push", frame[0], frame[1])
-            push(meta[1], push_msg)
+            transport_pid = meta[1]
+            proc = transport_pid._proc
+            if idle is not None and proc is not None:
+                io = idle.get(proc)
+                if io is not None and not proc.mailbox:
+                    try:
+                        done = io.send_nowait(push_msg[1], push_msg[2])
+                    except (TypeError, ValueError):
+                        done = False  # not a frame (a serializer's bug): the transport fails on it
+                    if done is True:
+                        continue
+                    if done is False:
+                        _transport.queue_push(transport_pid, proc, push_msg)
+                    else:
+                        _transport.pushed_partly(transport_pid, proc, done)
+                    continue
+            push(transport_pid, push_msg)
         else:
             send(pid, message)
 

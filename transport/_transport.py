@@ -106,11 +106,22 @@ def push(transport_pid: Any, msg: tuple) -> None:
             if done is True:
                 return
             if done is not False:
-                queue = _outbound.get(proc)
-                if queue is not None:
-                    queue.add(len(done))
-                actors.send(transport_pid, (_WRITE_REST, done))
+                pushed_partly(transport_pid, proc, done)
                 return
+    queue_push(transport_pid, proc, msg)
+
+
+def pushed_partly(transport_pid: Any, proc: Any, rest: Any) -> None:
+    """A direct write (``io.send_nowait``) took only part of a frame: the transport writes
+    ``rest`` next, before anything else."""
+    queue = _outbound.get(proc)
+    if queue is not None:
+        queue.add(len(rest))
+    actors.send(transport_pid, (_WRITE_REST, rest))
+
+
+def queue_push(transport_pid: Any, proc: Any, msg: tuple) -> None:
+    """``msg`` through the transport's mailbox, within its outbound bound."""
     queue = _outbound.get(proc)
     if queue is not None and not queue.admit(proc, _push_size(msg)):
         return

@@ -412,10 +412,12 @@ class _WebSocketIO:
     """serve_stream()'s io over a WebSocket: the transport process writes, and pushers
     write through send_nowait while it waits idle (see transport._transport.push)."""
 
-    __slots__ = ("ws", "peer", "path")
+    __slots__ = ("ws", "peer", "path", "send_nowait")
 
     def __init__(self, ws: Any, peer: str | None, path: str | None) -> None:
         self.ws = ws
+        # The WebSocket's own method, not a wrapper: a broadcast calls it once per subscriber.
+        self.send_nowait = ws.send_frame_nowait
         self.peer = peer
         self.path = path
 
@@ -436,9 +438,6 @@ class _WebSocketIO:
             self.ws.send_frame(opcode, data)
         except WebSocketError as e:
             raise ConnectionLost(str(e)) from None
-
-    def send_nowait(self, opcode: str, data: Any) -> Any:
-        return self.ws.send_frame_nowait(opcode, data)
 
     def write_rest(self, rest: Any) -> None:
         try:

@@ -29,7 +29,8 @@ from gevent import getcurrent
 from inproc_server import RawV2Client, down, joined, mask_frame, serve_in_hub, tag
 
 import actors
-from transport import Channel, SocketHandler, _transport, push
+from transport import Channel, SocketHandler, _transport, broadcast_from, push
+from transport.serializers import V2
 from transport.websocket import WebSocket
 
 IDLE_MS = 500
@@ -55,6 +56,9 @@ class PushChannel(Channel):
         if event == "count":
             actors.send(actors.self(), ("count", 1, payload["n"], payload.get("pad", 0)))
             return ("noreply", socket)
+        if event == "bcast":
+            broadcast_from(socket, "bcast", payload)
+            return ("reply", ("ok", {}), socket)
         return ("reply", ("ok", payload), socket)
 
     def handle_info(self, msg, socket):
@@ -695,3 +699,66 @@ def test_an_unframeable_push_behaves_as_actors_send_does(server, connect):
     assert type(down(mon)) is ValueError
     assert c.expect_close() == (1011, "")
     c.finish_close(1011)
+
+
+# -- broadcasts: the fastlane writes each subscriber's frame from the broadcasting process ----
+
+
+def test_a_broadcast_is_written_to_idle_subscribers_by_the_broadcaster_and_skips_the_sender(server, connect, spies):
+    sender, sender_pid = connect(server)
+    joined(sender, "room:bc")
+    subscribers = [connect(server) for _ in range(3)]
+    for c, _pid in subscribers:
+        joined(c, "room:bc")
+    for _c, pid in [*subscribers, (sender, sender_pid)]:
+        wait_idle(pid)
+    spies.reset()
+    ref = sender.send("room:bc", "bcast", {"n": 1})
+    assert sender.reply_to(ref)[4] == {"status": "ok", "response": {}}
+    expected = v2("room:bc", "bcast", {"n": 1})
+    for c, _pid in subscribers:
+        assert c.recv_frame() == Frame(1, expected.encode(), 2 + len(expected))
+    # Written whole by one greenlet (the sender's channel), none by a subscriber's transport.
+    writers = {g for g, _op, data, kind in spies.nowait if kind == "whole" and data == expected}
+    assert len(writers) == 1 and len(spies.direct()) >= len(subscribers)
+    assert spies.pushes_handled() == []
+    # The sender's own connection got its reply and nothing else.
+    ref = sender.send("phoenix", "heartbeat")
+    assert sender.reply_to(ref)[4] == {"status": "ok", "response": {}}
+
+
+def test_a_broadcast_cut_short_is_finished_before_the_next_one(server, connect, spies):
+    sender, _ = connect(server)
+    joined(sender, "room:big")
+    slow, slow_pid = connect(server, rcvbuf=4096)
+    joined(slow, "room:big")
+    set_server_sndbuf(wait_idle(slow_pid), 4096)
+    spies.reset()
+    big = "x" * (1 << 20)
+    sender.reply_to(sender.send("room:big", "bcast", {"big": big}))
+    # The broadcaster wrote what the socket took; the transport writes the rest.
+    assert [kind for _g, _op, data, kind in spies.nowait if '"big"' in data] == ["partial"]
+    assert any(m[0] == "$write_rest" for _g, m in spies.handled)
+    sender.reply_to(sender.send("room:big", "bcast", {"small": 1}))
+    slow.chunk = 1024
+    first = slow.recv_frame(timeout=10)
+    assert json.loads(first.payload) == [None, None, "room:big", "bcast", {"big": big}]
+    slow.chunk = 65536
+    assert json.loads(slow.recv_frame().payload) == [None, None, "room:big", "bcast", {"small": 1}]
+
+
+def test_an_unframeable_broadcast_frame_fails_the_subscriber_transport_not_the_broadcaster(server, connect, monkeypatch):
+    sender, sender_pid = connect(server)
+    joined(sender, "room:bad")
+    victim, victim_pid = connect(server)
+    joined(victim, "room:bad")
+    wait_idle(victim_pid)
+    mon = actors.monitor(victim_pid)
+    # A serializer bug: the fastlane hands out something that is no frame.
+    monkeypatch.setattr(type(V2), "fastlane", lambda self, msg: ("no such opcode", "x"))
+    ref = sender.send("room:bad", "bcast", {"n": 1})
+    assert sender.reply_to(ref)[4] == {"status": "ok", "response": {}}  # the broadcaster lives on
+    assert type(down(mon)) is ValueError
+    assert victim.expect_close() == (1011, "")
+    victim.finish_close(1011)
+    assert actors.is_alive(sender_pid)
