@@ -200,9 +200,9 @@ def _serve(argv: list[str]) -> int:
         print(f"phx-serve: could not start: {_start_failure(e.reason)}", file=sys.stderr)
         return EXIT_FAILURE
     from ._memory import start_memory_reclaimer
-    from .http import tune_serving
+    from .http import tune_gc
 
-    tune_serving()
+    tune_gc()
     start_memory_reclaimer()
     shell = None
     if args.debug_shell:

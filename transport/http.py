@@ -81,7 +81,6 @@ from __future__ import annotations
 
 import http.client as http_client
 import logging
-import os
 import signal
 from collections.abc import Callable
 from time import monotonic
@@ -900,21 +899,6 @@ def tune_gc() -> None:
     gc.set_threshold(*SERVER_GC_THRESHOLD)
 
 
-def tune_gevent() -> None:
-    """gevent's greenlet-tree tracking off, unless ``GEVENT_TRACK_GREENLET_TREE`` asks for
-    it. The tracking records the spawning stack of every greenlet the HTTP server starts
-    (one per connection: about 1% of a connect-join-leave-close cycle here), for gevent's
-    run-info dumps; the debug shell and ``actors.process_info`` do not use it."""
-    if "GEVENT_TRACK_GREENLET_TREE" not in os.environ:
-        gevent.config.track_greenlet_tree = False
-
-
-def tune_serving() -> None:
-    """What a served node sets once started: :func:`tune_gc` and :func:`tune_gevent`."""
-    tune_gc()
-    tune_gevent()
-
-
 def main(endpoint: Any, children: list, argv: list[str] | None = None, *, announce: tuple = ()) -> int:
     """Serve ``endpoint`` with ``children`` until SIGTERM/SIGINT; prints ``listening on URL``.
 
@@ -933,7 +917,7 @@ def main(endpoint: Any, children: list, argv: list[str] | None = None, *, announ
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = Application(with_server(children, endpoint, {"host": args.host, "port": args.port}))
     app.start()
-    tune_serving()
+    tune_gc()
     start_memory_reclaimer()
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
