@@ -42,6 +42,7 @@ from actors import _runtime as rt
 from . import _logger, _telemetry, _transport, pubsub
 from ._message import Broadcast, Message, Reply
 from ._socket import Socket as _Socket
+from .websocket import data_frame
 
 log = logging.getLogger("transport.channel")
 
@@ -227,17 +228,20 @@ def dispatch(entries: Any, from_pid: Pid | None, message: Any) -> None:
                 send(pid, message)
                 continue
             serializer = meta[2]
-            push_msg = cache.get(serializer)
-            if push_msg is None:
-                frame = serializer.fastlane(message)
-                push_msg = cache[serializer] = ("socket_push", frame[0], frame[1])
+            cached = cache.get(serializer)
+            if cached is None:
+                cached = cache[serializer] = _fastlane_frames(serializer, message)
+            push_msg, built = cached
             transport_pid = meta[1]
             proc = transport_pid._proc
             if idle is not None and proc is not None:
                 io = idle.get(proc)
                 if io is not None and not proc.mailbox:
+                    # A WebSocket's io writes the frame built once for every subscriber;
+                    # another stream io (serve_stream's callers) frames it itself.
+                    send_built = getattr(io, "send_built_nowait", None) if built is not None else None
                     try:
-                        done = io.send_nowait(push_msg[1], push_msg[2])
+                        done = io.send_nowait(push_msg[1], push_msg[2]) if send_built is None else send_built(built)
                     except (TypeError, ValueError):
                         done = False  # not a frame (a serializer's bug): the transport fails on it
                     if done is True:
@@ -250,6 +254,18 @@ def dispatch(entries: Any, from_pid: Pid | None, message: Any) -> None:
             push(transport_pid, push_msg)
         else:
             send(pid, message)
+
+
+def _fastlane_frames(serializer: Any, message: Broadcast) -> tuple:
+    """A broadcast's push for ``serializer``'s subscribers, and the WebSocket frame that
+    carries it, built once (None if the serializer's frame is not one a WebSocket sends:
+    each transport then fails on it as on any push)."""
+    opcode, data = serializer.fastlane(message)
+    try:
+        built = data_frame(opcode, data)
+    except (TypeError, ValueError, AttributeError):
+        built = None
+    return ("socket_push", opcode, data), built
 
 
 # ------------------------------------------------------------------------------------------

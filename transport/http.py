@@ -411,12 +411,14 @@ class _WebSocketIO:
     """serve_stream()'s io over a WebSocket: the transport process writes, and pushers
     write through send_nowait while it waits idle (see transport._transport.push)."""
 
-    __slots__ = ("ws", "peer", "path", "send_nowait")
+    __slots__ = ("ws", "peer", "path", "send_nowait", "send_built_nowait")
 
     def __init__(self, ws: Any, peer: str | None, path: str | None) -> None:
         self.ws = ws
-        # The WebSocket's own method, not a wrapper: a broadcast calls it once per subscriber.
+        # The WebSocket's own methods, not wrappers: a broadcast calls one per subscriber
+        # (send_built_nowait with the frame it built once for all of them).
         self.send_nowait = ws.send_frame_nowait
+        self.send_built_nowait = ws.send_built_nowait
         self.peer = peer
         self.path = path
 

@@ -20,6 +20,7 @@ import json
 import select
 import socket as stdsocket
 import struct
+import sys
 import time
 from typing import Any, NamedTuple
 
@@ -121,6 +122,14 @@ def server_frame(opcode: int, payload: bytes) -> bytes:
     if n < 65536:
         return struct.pack("!BBH", 0x80 | opcode, 126, n) + payload
     return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
+
+
+def read_frame(frame: bytes) -> tuple[str, Any]:
+    """A server frame's (opcode name, payload: str for text), read back independently."""
+    n = frame[1] & 0x7F
+    start = 2 if n < 126 else 4 if n == 126 else 10
+    payload = bytes(frame[start:])
+    return ("text", payload.decode()) if frame[0] & 0x0F == 1 else ("binary", payload)
 
 
 def pattern(n: int) -> bytes:
@@ -270,10 +279,22 @@ def spies(monkeypatch):
     real_nowait = WebSocket.send_frame_nowait
     real_on_message = _transport._on_message
 
+    real_built = WebSocket.send_built_nowait
+
     def send_frame_nowait(self, opcode, data):
         result = real_nowait(self, opcode, data)
         kind = "whole" if result is True else "none" if result is False else "partial"
         s.nowait.append((getcurrent(), opcode, data, kind))
+        return result
+
+    def send_built_nowait(self, frame):
+        # send_frame_nowait delegates here: record only the frames built elsewhere (a
+        # broadcast's, built once), as (opcode, payload) read back from the frame.
+        result = real_built(self, frame)
+        if sys._getframe(1).f_code.co_name != "send_frame_nowait":
+            kind = "whole" if result is True else "none" if result is False else "partial"
+            opcode, payload = read_frame(frame)
+            s.nowait.append((getcurrent(), opcode, payload, kind))
         return result
 
     def on_message(conn, io, msg):
@@ -281,6 +302,7 @@ def spies(monkeypatch):
         return real_on_message(conn, io, msg)
 
     monkeypatch.setattr(WebSocket, "send_frame_nowait", send_frame_nowait)
+    monkeypatch.setattr(WebSocket, "send_built_nowait", send_built_nowait)
     monkeypatch.setattr(_transport, "_on_message", on_message)
     return s
 
@@ -762,3 +784,25 @@ def test_an_unframeable_broadcast_frame_fails_the_subscriber_transport_not_the_b
     assert victim.expect_close() == (1011, "")
     victim.finish_close(1011)
     assert actors.is_alive(sender_pid)
+
+
+def test_a_stream_io_without_prebuilt_frames_still_gets_broadcasts_directly(server, connect):
+    """serve_stream's io protocol needs only send_nowait; a broadcast then frames per io."""
+    sender, _ = connect(server)
+    joined(sender, "room:plainio")
+    c, pid = connect(server)
+    joined(c, "room:plainio")
+    real = wait_idle(pid)
+    calls = []
+
+    class PlainIO:  # what another stream transport might register: send_nowait only
+        def send_nowait(self, opcode, data):
+            calls.append((opcode, data))
+            return real.send_nowait(opcode, data)
+
+    _transport._idle_transports[pid._proc] = PlainIO()
+    ref = sender.send("room:plainio", "bcast", {"n": 2})
+    assert sender.reply_to(ref)[4] == {"status": "ok", "response": {}}
+    expected = v2("room:plainio", "bcast", {"n": 2})
+    assert calls == [("text", expected)]
+    assert c.recv_frame() == Frame(1, expected.encode(), 2 + len(expected))

@@ -66,7 +66,7 @@ gevent-websocket 0.10.1's defects (shared/notes/measured-dependencies.md), as ha
 12. ``read_message`` yields to the hub every ``yield_every`` messages.
 """
 
-from ._connection import TIMEOUT, WOULD_BLOCK, WebSocket
+from ._connection import TIMEOUT, WOULD_BLOCK, WebSocket, data_frame
 from ._exceptions import (
     ConnectionClosed,
     MessageTooBig,
@@ -93,6 +93,7 @@ __all__ = [
     "check_request",
     "decode_close",
     "encode_close",
+    "data_frame",
     "encode_frame",
     "parse_list",
     "unmask",

@@ -31,7 +31,7 @@ from ._frames import (
     frame_header,
 )
 
-__all__ = ["TIMEOUT", "WOULD_BLOCK", "WebSocket"]
+__all__ = ["TIMEOUT", "WOULD_BLOCK", "WebSocket", "data_frame"]
 
 
 class _Marker:
@@ -72,8 +72,9 @@ LINGER_BYTES = 4 * 1024 * 1024
 _LINGER_ABORT = struct.pack("ii", 1, 0)
 
 
-def _data_frame(opcode: str, data: Any) -> bytes:
-    """A complete, unmasked, unfragmented text or binary frame."""
+def data_frame(opcode: str, data: Any) -> bytes:
+    """A complete, unmasked, unfragmented text or binary frame: ``("text", str or UTF-8
+    bytes)`` or ``("binary", bytes)`` as :meth:`WebSocket.send_frame` takes them."""
     if opcode == "text":
         payload = data.encode("utf-8") if data.__class__ is str else data
         op = OP_TEXT
@@ -251,7 +252,7 @@ class WebSocket(_gws.WebSocket):
         ended, :class:`WriteTimeout` (after aborting the connection) if the write took longer
         than ``write_timeout``. Safe to call from several greenlets: frames never interleave.
         """
-        self._write(_data_frame(opcode, data))
+        self._write(data_frame(opcode, data))
 
     def send_frame_nowait(self, opcode: str, data: Any) -> Any:
         """Write one message frame only if the socket takes it without waiting.
@@ -262,9 +263,13 @@ class WebSocket(_gws.WebSocket):
         otherwise the bytes still to write, which must go out through :meth:`write_rest`
         before any other frame (every other write aborts the connection until then).
         """
+        return self.send_built_nowait(data_frame(opcode, data))
+
+    def send_built_nowait(self, frame: bytes) -> Any:
+        """:meth:`send_frame_nowait` for a frame already built by :func:`data_frame` (a
+        broadcast builds it once for all its subscribers); same results."""
         if self._close_sent or self._partial or self._tls or self._send_lock.locked():
             return False
-        frame = _data_frame(opcode, data)
         try:
             sent = self._socket._sock.send(frame)
         except OSError:
