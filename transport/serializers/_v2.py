@@ -181,13 +181,7 @@ class V2JSONSerializer(SingletonSerializer):
                     f"V2 expects a JSON array [join_ref, ref, topic, event, payload], got {describe(value)}"
                 )
             join_ref, ref, topic, event, payload = value[:5]
-            if (
-                topic.__class__ is not str
-                or event.__class__ is not str
-                or (ref is not None and ref.__class__ is not str)
-                or (join_ref is not None and join_ref.__class__ is not str)
-            ):
-                check_fields(topic, event, ref, join_ref)  # raises, naming the bad field
+            check_fields(topic, event, ref, join_ref)
             return Message(topic, event, payload, ref, join_ref)
         if opcode == "binary":
             raw = _as_bytes(data)

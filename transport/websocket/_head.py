@@ -57,9 +57,6 @@ class Headers:
 
     getheader = get
 
-    def __getitem__(self, name: str) -> str | None:
-        return self._first.get(name.lower())
-
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._first
 
@@ -72,16 +69,9 @@ class Headers:
     def __len__(self) -> int:
         return len(self._fields)
 
-    def __iter__(self) -> Iterator[str]:
-        return (name for name, _value in self._fields)
-
     def fields(self) -> list[tuple[str, str]]:
         """Every (name, value) in the order received, repeats included."""
         return self._fields
-
-    def items(self) -> list[tuple[str, str]]:
-        """As :meth:`fields` (the name ``email.message.Message`` gives it)."""
-        return list(self._fields)
 
     @property
     def typeheader(self) -> str | None:
