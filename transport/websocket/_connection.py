@@ -17,6 +17,7 @@ import gevent
 from gevent import Timeout
 from gevent.event import Event
 from gevent.lock import Semaphore
+from gevent.socket import socket as _PLAIN_SOCKET
 from geventwebsocket import websocket as _gws
 
 from ._exceptions import ConnectionClosed, ProtocolError, WebSocketError, WriteTimeout
@@ -137,7 +138,10 @@ class WebSocket(_gws.WebSocket):
         # Over TLS the raw socket carries records, not frames: reads and writes go through
         # the SSL object (no writes from pushers, as a partial record cannot be resumed by
         # another writer).
-        self._tls = getattr(self._socket, "_sslobj", None) is not None
+        sock = self._socket
+        # gevent's plain socket answers a missing attribute with a raised AttributeError
+        # (about 1 µs): it is never TLS, so it is not asked.
+        self._tls = sock.__class__ is not _PLAIN_SOCKET and getattr(sock, "_sslobj", None) is not None
         self._rfile = handler.rfile
         try:
             # One sendall per frame already: Nagle would only hold small frames back.
