@@ -44,6 +44,23 @@ from ._message import Broadcast, Message, Reply
 from ._socket import Socket as _Socket
 from .websocket import data_frame
 
+#: No serializer seen yet in a dispatch (None is a value a meta could hold).
+_NO_SERIALIZER = object()
+
+
+class Fastlane(tuple):
+    """A channel's PubSub subscription metadata: Phoenix's ``{:fastlane, transport_pid,
+    serializer, intercepts}``, a plain 4-tuple to every reader, which :func:`dispatch`
+    recognises by its class alone (one check per subscriber instead of three)."""
+
+    __slots__ = ()
+
+
+def is_fastlane(meta: Any) -> bool:
+    """True for fastlane subscription metadata: ours, or a 4-tuple shaped as Phoenix's."""
+    return meta.__class__ is Fastlane or (meta.__class__ is tuple and len(meta) == 4 and meta[0] == "fastlane")
+
+
 log = logging.getLogger("transport.channel")
 
 __all__ = [
@@ -210,50 +227,69 @@ def dispatch(entries: Any, from_pid: Pid | None, message: Any) -> None:
     push = _transport.push
     # The sender is recognised by pid number: Pid's __eq__ is a Python call, once per
     # subscriber per broadcast otherwise. No local Pid (None, a remote node's pid) skips none.
-    skip = from_pid._n if from_pid.__class__ is Pid else None
+    skip = from_pid._n if from_pid.__class__ is Pid else -1  # pid numbers are positive
     if message.__class__ is not Broadcast:
         for pid, _meta in entries:
-            if skip is None or pid._n != skip:
+            if pid._n != skip:
                 send(pid, message)
         return
     event = message.event
+    # Subscribers of one topic nearly always share one serializer: its frames are looked
+    # up again only when the serializer changes from one subscriber to the next.
     cache: dict[Any, tuple] = {}
+    serializer_now: Any = _NO_SERIALIZER
+    push_msg: Any = None
+    built: Any = None
+    builder: Any = None  # the io class known to write ``built`` (send_built_nowait)
     # _transport.push's direct write, inlined: this loop runs once per subscriber.
-    idle = None if rt._tracing else _transport._idle_transports
+    idle_io = None if rt._tracing else _transport._idle_transports.get
     for pid, meta in entries:
-        if skip is not None and pid._n == skip:
+        if pid._n == skip:
             continue
-        if meta.__class__ is tuple and len(meta) == 4 and meta[0] == "fastlane":
-            if event in meta[3]:
-                send(pid, message)
-                continue
-            serializer = meta[2]
+        if meta.__class__ is not Fastlane and not (meta.__class__ is tuple and len(meta) == 4 and meta[0] == "fastlane"):
+            send(pid, message)
+            continue
+        if event in meta[3]:
+            send(pid, message)
+            continue
+        serializer = meta[2]
+        if serializer is not serializer_now:
             cached = cache.get(serializer)
             if cached is None:
                 cached = cache[serializer] = _fastlane_frames(serializer, message)
+            serializer_now = serializer
             push_msg, built = cached
-            transport_pid = meta[1]
+            builder = None
+        transport_pid = meta[1]
+        if idle_io is not None:
             proc = transport_pid._proc
-            if idle is not None and proc is not None:
-                io = idle.get(proc)
-                if io is not None and not proc.mailbox:
-                    # A WebSocket's io writes the frame built once for every subscriber;
-                    # another stream io (serve_stream's callers) frames it itself.
-                    send_built = getattr(io, "send_built_nowait", None) if built is not None else None
-                    try:
-                        done = io.send_nowait(push_msg[1], push_msg[2]) if send_built is None else send_built(built)
-                    except (TypeError, ValueError):
-                        done = False  # not a frame (a serializer's bug): the transport fails on it
-                    if done is True:
-                        continue
-                    if done is False:
-                        _transport.queue_push(transport_pid, proc, push_msg)
+            io = idle_io(proc)
+            if io is not None and not proc.mailbox:
+                # A WebSocket's io writes the frame built once for every subscriber;
+                # another stream io (serve_stream's callers) frames it itself.
+                # (The io class last seen taking the built frame is remembered: asking each
+                # io whether it has send_built_nowait was a getattr per delivery.)
+                try:
+                    if io.__class__ is builder:
+                        done = io.send_built_nowait(built)
+                    elif built is not None and getattr(io, "send_built_nowait", None) is not None:
+                        builder = io.__class__
+                        done = io.send_built_nowait(built)
                     else:
-                        _transport.pushed_partly(transport_pid, proc, done)
+                        done = io.send_nowait(push_msg[1], push_msg[2])
+                except (TypeError, ValueError, AttributeError):
+                    # Not a frame (a serializer's bug), or an io of that class without
+                    # send_built_nowait: through the mailbox, where the transport fails or
+                    # frames it itself.
+                    done = False
+                if done is True:
                     continue
-            push(transport_pid, push_msg)
-        else:
-            send(pid, message)
+                if done is False:
+                    _transport.queue_push(transport_pid, proc, push_msg)
+                else:
+                    _transport.pushed_partly(transport_pid, proc, done)
+                continue
+        push(transport_pid, push_msg)
 
 
 def _fastlane_frames(serializer: Any, message: Broadcast) -> tuple:
@@ -463,7 +499,7 @@ class ChannelServer(GenServer):
         if socket.pubsub_server is None:
             raise RuntimeError("the socket's endpoint has no pubsub_server configured")
         actors.monitor(socket.transport_pid)
-        fastlane = ("fastlane", socket.transport_pid, socket.serializer, _intercepts(self.channel.intercept))
+        fastlane = Fastlane(("fastlane", socket.transport_pid, socket.serializer, _intercepts(self.channel.intercept)))
         pubsub.subscribe(socket.pubsub_server, socket.topic, fastlane)
         socket.joined = True
         return ("noreply", socket)

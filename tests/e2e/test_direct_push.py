@@ -806,3 +806,53 @@ def test_a_stream_io_without_prebuilt_frames_still_gets_broadcasts_directly(serv
     expected = v2("room:plainio", "bcast", {"n": 2})
     assert calls == [("text", expected)]
     assert c.recv_frame() == Frame(1, expected.encode(), 2 + len(expected))
+
+
+def test_one_broadcast_reaches_websocket_and_plain_stream_ios_side_by_side(server, connect):
+    """dispatch remembers which io class takes the prebuilt frame: an io of another class
+    between two WebSockets is still asked for its own framing, and each gets one frame."""
+    sender, _ = connect(server)
+    joined(sender, "room:mixed")
+    clients = []
+    for _ in range(3):
+        c, pid = connect(server)
+        joined(c, "room:mixed")
+        clients.append((c, pid, wait_idle(pid)))
+    calls = []
+
+    class PlainIO:
+        def __init__(self, real):
+            self.real = real
+
+        def send_nowait(self, opcode, data):
+            calls.append((opcode, data))
+            return self.real.send_nowait(opcode, data)
+
+    # Every other subscriber gets a plain io, so the classes alternate in the walk.
+    for _c, pid, real in clients[1::2]:
+        _transport._idle_transports[pid._proc] = PlainIO(real)
+    ref = sender.send("room:mixed", "bcast", {"n": 3})
+    assert sender.reply_to(ref)[4] == {"status": "ok", "response": {}}
+    expected = v2("room:mixed", "bcast", {"n": 3})
+    assert calls == [("text", expected)] * len(clients[1::2])
+    for c, _pid, _real in clients:
+        assert c.recv_frame() == Frame(1, expected.encode(), 2 + len(expected))
+
+
+def test_a_channel_subscribes_with_phoenix_fastlane_metadata(server, connect):
+    """The subscription meta is Phoenix's {:fastlane, transport_pid, serializer, intercepts}
+    to any reader (a tuple equal to it), and a hand-made tuple of that shape counts too."""
+    from transport import pubsub
+    from transport._channel import Fastlane, is_fastlane
+
+    c, pid = connect(server)
+    joined(c, "room:meta")
+    # The fixture's PubSub: the newest one registered under the fixture's name.
+    name = max((n for n in actors.registered() if n.startswith("Direct.PubSub.")), key=lambda n: int(n.rsplit(".", 1)[1]))
+    ((sub_pid, meta),) = pubsub.subscribers(name, "room:meta")
+    assert meta == ("fastlane", pid, V2, meta[3]) and isinstance(meta, tuple)
+    assert type(meta) is Fastlane and is_fastlane(meta)
+    assert is_fastlane(("fastlane", pid, V2, frozenset()))
+    assert not is_fastlane(("fastlane", pid, V2)) and not is_fastlane(["fastlane", pid, V2, ()])
+    assert not is_fastlane(("other", pid, V2, ()))
+    assert sub_pid != pid  # the channel subscribes; the meta names its transport

@@ -26,6 +26,7 @@ import supervision
 from actors import Pid
 
 from .. import pubsub as _pubsub
+from .._channel import is_fastlane
 from .._transport import outbound_queues, outbound_statistics
 
 __all__ = [
@@ -341,7 +342,7 @@ def subscriber_rows(pubsub: str, topic: str) -> list[dict[str, Any]]:
     pacer = Pacer()
     for pid, meta in _pubsub.subscribers(pubsub, topic):
         pacer.tick()
-        transport_pid = meta[1] if meta.__class__ is tuple and len(meta) == 4 and meta[0] == "fastlane" else None
+        transport_pid = meta[1] if is_fastlane(meta) else None
         rows.append({"pid": pid, "info": actors.process_info(pid, stack=False), "transport": transport_pid})
     return rows
 
