@@ -47,6 +47,16 @@ def parse_list(value: str | None) -> list[str]:
     return [item for item in (part.strip(" \t") for part in value.split(",")) if item]
 
 
+def _has_token(value: str | None, token: str) -> bool:
+    """Whether a comma-separated header holds ``token`` (lower case), in any case. (A
+    generator stopped early by ``in`` is closed with a GeneratorExit: a raised exception
+    per header on every handshake.)"""
+    for item in parse_list(value):
+        if item.lower() == token:
+            return True
+    return False
+
+
 def _refuse(status: str, message: str, headers: list | None = None) -> Refusal:
     headers = [("Content-Type", "text/plain"), ("Connection", "close"), *(headers or [])]
     return Refusal(status, headers, message.encode("ascii", "replace"), message)
@@ -58,9 +68,9 @@ def check_request(
     """Judge a WSGI request as a WebSocket opening handshake (see the module docstring)."""
     if environ.get("REQUEST_METHOD", "") != "GET":
         return None
-    if "websocket" not in (t.lower() for t in parse_list(environ.get("HTTP_UPGRADE"))):
+    if not _has_token(environ.get("HTTP_UPGRADE"), "websocket"):
         return None
-    if "upgrade" not in (t.lower() for t in parse_list(environ.get("HTTP_CONNECTION"))):
+    if not _has_token(environ.get("HTTP_CONNECTION"), "upgrade"):
         return None
     if request_version != "HTTP/1.1":
         return _refuse("400 Bad Request", f"WebSocket upgrade over {request_version or 'HTTP/0.9'}, needs HTTP/1.1")
