@@ -538,7 +538,11 @@ def _loop(server: GenServer, me: Any, state: Any, timeout: Any, parent: Pid, hib
                 else:
                     msg = receive()
             elif timeout == "hibernate":
-                rt.hibernate(_loop, server, me, state, None, parent, hibernate_after)
+                # hibernate()'s checks are settled here (a spawned process, a callable):
+                # the continuation is raised directly.
+                if idle_timer is not None:
+                    idle_timer.close()
+                raise rt._Hibernate(_loop, (server, me, state, None, parent, hibernate_after), {})
             elif timeout.__class__ is tuple and timeout[0] == "continue":
                 msg = None
                 state, timeout = _noreply_result(server, "handle_continue", server.handle_continue(timeout[1], state))
@@ -567,9 +571,15 @@ def _loop(server: GenServer, me: Any, state: Any, timeout: Any, parent: Pid, hib
                 if len(msg) == 3 and me.trap_exit and kind.__class__ is str and kind == "EXIT" and parent == msg[1]:
                     raise _Stop(msg[2], state)
             result = server.handle_info(msg, state)
-            if result.__class__ is tuple and len(result) == 2 and result[0] == "noreply":
-                state, timeout = result[1], None  # the usual answer, without the general check
-                continue
+            if result.__class__ is tuple and result and result[0] == "noreply":
+                # The usual answers, without the general check.
+                n = len(result)
+                if n == 2:
+                    state, timeout = result[1], None
+                    continue
+                if n == 3 and result[2].__class__ is str and result[2] == "hibernate":
+                    state, timeout = result[1], "hibernate"
+                    continue
             state, timeout = _noreply_result(server, "handle_info", result)
     except _Stop as stop:
         _terminate(server, me, stop.reason, stop.state, msg, None)

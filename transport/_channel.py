@@ -97,6 +97,11 @@ class Channel:
     #: Milliseconds without a message after which the channel process hibernates (drops
     #: its greenlet until the next message), as Phoenix's ``hibernate_after``; None: never.
     hibernate_after: int | None = 15_000
+    #: Hibernate as soon as the join is answered when no message is waiting (most channels
+    #: then sit idle): the process gives its greenlet back at once instead of holding it
+    #: for ``hibernate_after`` ms, and its first message wakes it (a couple of µs). False:
+    #: stay awake until ``hibernate_after``. Ignored when ``hibernate_after`` is None.
+    hibernate_after_join: bool = True
 
     def join(self, topic: str, payload: Any, socket: Any) -> Any:
         """Authorize a join: ('ok', socket), ('ok', reply, socket) or ('error', reply)."""
@@ -493,6 +498,15 @@ class ChannelServer(GenServer):
                 {"params": payload, "socket": socket, "result": reply_msg[0]},
             )
         actors.reply(from_, reply_msg)
+        if (
+            reply_msg[0] == "ok"
+            and self.channel.hibernate_after_join
+            and self.channel.hibernate_after is not None
+            and not rt._current().mailbox
+        ):
+            # Joined and nothing to do (no message to itself, as an after_join sends):
+            # the greenlet goes back to the pool now, not after hibernate_after.
+            return ("noreply", state[1], "hibernate")
         return state
 
     def _after_join(self, socket: Any) -> Any:

@@ -177,6 +177,22 @@ class Sleepy(GenServer):
         return ("noreply", state, "hibernate")
 
 
+class InfoSleepy(Sleepy):
+    def handle_info(self, msg, state):
+        state["n"] += msg
+        return ("noreply", state, "hibernate")
+
+
+def test_genserver_handle_info_hibernate_result_keeps_state_across_the_sleep():
+    pid = InfoSleepy.start_link()
+    actors.send(pid, 3)
+    _wait_until_hibernating(pid)
+    actors.send(pid, 4)  # woken by a plain message, back to sleep after it
+    _wait_until_hibernating(pid)
+    assert actors.get_state(pid) == {"n": 7}
+    actors.stop(pid)
+
+
 def test_genserver_hibernate_result_keeps_state_across_the_sleep():
     pid = Sleepy.start_link()
     assert actors.call(pid, "incr_and_hibernate") == 1

@@ -43,8 +43,32 @@ class NeverSleeps(SleepyChannel):
     hibernate_after = None
 
 
+class LongSleeper(SleepyChannel):
+    """Idle for a minute before hibernate_after: asleep sooner only through its join."""
+
+    hibernate_after = 60_000
+
+
+class AwakeAfterJoin(LongSleeper):
+    hibernate_after_join = False
+
+
+class AfterJoin(LongSleeper):
+    """Phoenix's after_join idiom: the join sends the channel a message of its own."""
+
+    def join(self, topic, payload, socket):
+        actors.send(actors.self(), "after_join")
+        return super().join(topic, payload, socket)
+
+
 class SleepySocket(SocketHandler):
-    channels = [("sleepy:*", SleepyChannel), ("awake:*", NeverSleeps)]
+    channels = [
+        ("sleepy:*", SleepyChannel),
+        ("awake:*", NeverSleeps),
+        ("long:*", LongSleeper),
+        ("joinawake:*", AwakeAfterJoin),
+        ("afterjoin:*", AfterJoin),
+    ]
 
     def connect(self, params, socket, connect_info):
         return ("ok", socket.assign(watcher=actors.Pid.parse(params["watcher"])))
@@ -120,4 +144,42 @@ def test_hibernate_after_none_keeps_the_channel_awake(endpoint):
     _wait_until_hibernating(sleepy)  # the other one had as long to fall asleep
     assert actors.process_info(awake)["hibernating"] is False
     assert Channel.hibernate_after == 15_000  # Phoenix's default
+    client.close()
+
+
+def test_a_channel_hibernates_as_soon_as_its_join_is_answered(endpoint):
+    """Nothing to do after the join: the greenlet goes back at once, not after
+    hibernate_after; the first message wakes it, and it then stays awake."""
+    client = SocketClient(endpoint, SleepySocket, params={"vsn": "2.0.0", "watcher": str(actors.self())})
+    pid = _join(client, "long:1")
+    assert actors.process_info(pid)["hibernating"] is True
+    client.send_json(["1", "2", "long:1", "ping", {"n": 1}])
+    assert client.receive_json() == ["1", "2", "long:1", "phx_reply", {"status": "ok", "response": {"n": 1}}]
+    assert actors.process_info(pid)["hibernating"] is False  # awake until hibernate_after
+    client.send_json(["1", "3", "long:1", "phx_leave", {}])
+    assert client.receive_json() == ["1", "3", "long:1", "phx_reply", {"status": "ok", "response": {}}]
+    assert actors.receive(lambda m: isinstance(m, tuple) and m[0] == "terminated", 2) == ("terminated", ("shutdown", "left"))
+    client.close()
+
+
+def test_hibernate_after_join_false_and_hibernate_after_none_keep_it_awake(endpoint):
+    client = SocketClient(endpoint, SleepySocket, params={"vsn": "2.0.0", "watcher": str(actors.self())})
+    stays = _join(client, "joinawake:1")
+    never = _join(client, "awake:2")
+    asleep = _join(client, "long:2")  # joined last: the others had as long
+    assert actors.process_info(asleep)["hibernating"] is True
+    assert actors.process_info(stays)["hibernating"] is False
+    assert actors.process_info(never)["hibernating"] is False
+    assert Channel.hibernate_after_join is True
+    client.close()
+
+
+def test_a_join_that_messages_itself_is_served_before_any_sleep(endpoint):
+    """With a message waiting after the join (after_join), the channel handles it first."""
+    client = SocketClient(endpoint, SleepySocket, params={"vsn": "2.0.0", "watcher": str(actors.self())})
+    pid = _join(client, "afterjoin:1")
+    assert client.receive_json() == ["1", None, "afterjoin:1", "info", {"msg": "after_join"}]
+    client.send_json(["1", "2", "afterjoin:1", "ping", {"n": 2}])
+    assert client.receive_json() == ["1", "2", "afterjoin:1", "phx_reply", {"status": "ok", "response": {"n": 2}}]
+    assert actors.is_alive(pid)
     client.close()
