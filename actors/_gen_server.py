@@ -539,10 +539,10 @@ def _loop(server: GenServer, me: Any, state: Any, timeout: Any, parent: Pid, hib
                     msg = receive()
             elif timeout == "hibernate":
                 # hibernate()'s checks are settled here (a spawned process, a callable):
-                # the continuation is raised directly.
+                # the runtime's own entry point skips them.
                 if idle_timer is not None:
                     idle_timer.close()
-                raise rt._Hibernate(_loop, (server, me, state, None, parent, hibernate_after), {})
+                rt._hibernate(_loop, (server, me, state, None, parent, hibernate_after))
             elif timeout.__class__ is tuple and timeout[0] == "continue":
                 msg = None
                 state, timeout = _noreply_result(server, "handle_continue", server.handle_continue(timeout[1], state))

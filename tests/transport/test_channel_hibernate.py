@@ -175,7 +175,8 @@ def test_hibernate_after_join_false_and_hibernate_after_none_keep_it_awake(endpo
 
 
 def test_a_join_that_messages_itself_is_served_before_any_sleep(endpoint):
-    """With a message waiting after the join (after_join), the channel handles it first."""
+    """A join that leaves a message waiting (after_join) still has it handled, and the
+    channel serves the client afterwards."""
     client = SocketClient(endpoint, SleepySocket, params={"vsn": "2.0.0", "watcher": str(actors.self())})
     pid = _join(client, "afterjoin:1")
     assert client.receive_json() == ["1", None, "afterjoin:1", "info", {"msg": "after_join"}]
